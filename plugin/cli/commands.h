@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+// The registry of subcommands compiled into this build.
+#ifndef BLOCKRANK_CLI_COMMANDS_H_
+#define BLOCKRANK_CLI_COMMANDS_H_
+
+#include "plugin/base/cli_command.h"
+
+namespace blockrank {
+
+void add_index_command(CLI::App& app, CommandContext& ctx);
+void add_search_command(CLI::App& app, CommandContext& ctx);
+void add_eval_command(CLI::App& app, CommandContext& ctx);
+
+/// Adds every subcommand this build has (ranker commands only when LibTorch was found).
+void add_all_commands(CLI::App& app, CommandContext& ctx);
+
+}  // namespace blockrank
+
+#endif  // BLOCKRANK_CLI_COMMANDS_H_

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <sys/stat.h>
+
+namespace blockrank::testing {
+
+std::string source_dir() {
+  const char* env = std::getenv("BLOCKRANK_SOURCE_DIR");
+  if (env != nullptr && *env != '\0') {
+    return env;
+  }
+  return std::filesystem::current_path().string();
+}
+
+std::string shared_data_dir() {
+  const char* env = std::getenv("BLOCKRANK_SHARED_DATA");
+  std::string dir = (env != nullptr && *env != '\0') ? env : source_dir() + "/../shared/data";
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return std::string();
+  }
+  return std::filesystem::weakly_canonical(dir).string();
+}
+
+TempDir::TempDir() {
+  std::string tmpl = std::filesystem::temp_directory_path().string() + "/blockrank-test-XXXXXX";
+  char* made = ::mkdtemp(tmpl.data());
+  path_ = made != nullptr ? std::string(made) : std::string();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) {
+    std::filesystem::remove_all(path_, ec);
+  }
+}
+
+void write_text(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+}  // namespace blockrank::testing

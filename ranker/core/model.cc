@@ -1,0 +1,713 @@
+// SPDX-License-Identifier: Apache-2.0
+// Weight loading and the forward pass. See model.h for the attention layouts and conventions.
+#include "ranker/core/model.h"
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+
+#include "ranker/core/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+namespace blockrank {
+
+// ---------------------------------------------------------------------------------------------------------
+// Layout helpers
+// ---------------------------------------------------------------------------------------------------------
+
+int64_t BlockLayout::num_tokens() const {
+  int64_t t = 0;
+  for (int64_t n : block_lengths) {
+    t += n;
+  }
+  return t;
+}
+
+std::vector<int64_t> BlockLayout::positions() const {
+  std::vector<int64_t> pos;
+  pos.reserve(static_cast<size_t>(num_tokens()));
+  const int64_t l0 = block_lengths.front();
+  const size_t m = block_lengths.size();
+  for (size_t b = 0; b < m; ++b) {
+    // Instruction from 0; every document from L0 (shared, so scores do not depend on document
+    // order); the query block from a fixed offset with no L0 added (the released checkpoint's
+    // convention).
+    const int64_t start = b == 0 ? 0 : (b + 1 < m ? l0 : query_position_offset);
+    for (int64_t i = 0; i < block_lengths[b]; ++i) {
+      pos.push_back(start + i);
+    }
+  }
+  return pos;
+}
+
+Status BlockLayout::validate(int64_t num_tokens_expected, int64_t signal_rows) const {
+  if (block_lengths.size() < 3) {
+    return Status::invalid_argument(
+        "blocks: need at least 3 blocks (instruction, >= 1 document, query), got " +
+        std::to_string(block_lengths.size()));
+  }
+  for (size_t b = 0; b < block_lengths.size(); ++b) {
+    if (block_lengths[b] < 1) {
+      return Status::invalid_argument("blocks: block " + std::to_string(b) + " is empty");
+    }
+  }
+  if (num_tokens() != num_tokens_expected) {
+    return Status::invalid_argument("blocks: lengths sum to " + std::to_string(num_tokens()) +
+                                    " but there are " + std::to_string(num_tokens_expected) +
+                                    " input ids");
+  }
+  if (block_lengths.back() < signal_rows) {
+    return Status::invalid_argument(
+        "blocks: the query block has " + std::to_string(block_lengths.back()) +
+        " tokens, fewer than the " + std::to_string(signal_rows) + " signal rows");
+  }
+  if (query_position_offset < 0) {
+    return Status::invalid_argument("query_position_offset must be >= 0");
+  }
+  return Status::ok();
+}
+
+at::Tensor blockrank_visibility(const BlockLayout& layout, c10::Device device) {
+  const int64_t t = layout.num_tokens();
+  const int64_t l0 = layout.block_lengths.front();
+  at::Tensor vis = at::zeros({t, t}, at::TensorOptions().dtype(at::kBool));
+  int64_t start = 0;
+  const size_t m = layout.block_lengths.size();
+  for (size_t b = 0; b < m; ++b) {
+    const int64_t n = layout.block_lengths[b];
+    vis.narrow(0, start, n).narrow(1, start, n).copy_(at::ones({n, n}, at::kBool).tril());
+    if (b > 0 && b + 1 < m) {
+      vis.narrow(0, start, n).narrow(1, 0, l0).fill_(true);  // documents see the whole instruction
+    } else if (b + 1 == m) {
+      vis.narrow(0, start, n)
+          .narrow(1, 0, start)
+          .fill_(true);  // the query block sees everything before it
+    }
+    start += n;
+  }
+  return vis.to(device);
+}
+
+at::Tensor document_scores_from_logits(const at::Tensor& doc_logits,
+                                       const std::vector<int64_t>& doc_lengths) {
+  // Softmax over the document columns only (α' of the paper, normalised over T_docs), in fp32.
+  at::Tensor p = at::softmax(doc_logits.to(at::kFloat), -1);
+  at::Tensor per_token =
+      p.mean(at::IntArrayRef{0, 1});  // mean over heads and signal rows -> [T_docs]
+  std::vector<int64_t> owner;
+  owner.reserve(static_cast<size_t>(per_token.size(0)));
+  for (size_t d = 0; d < doc_lengths.size(); ++d) {
+    owner.insert(owner.end(), static_cast<size_t>(doc_lengths[d]), static_cast<int64_t>(d));
+  }
+  at::Tensor idx = at::tensor(owner, at::kLong).to(per_token.device());
+  return at::zeros({static_cast<int64_t>(doc_lengths.size())}, per_token.options())
+      .index_add_(0, idx, per_token);  // sum per document
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Weights
+// ---------------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct LayerWeights {
+  at::Tensor input_norm, post_norm;
+  at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
+  at::Tensor q_norm, k_norm;  // Qwen3
+  at::Tensor gate_w, gate_b, up_w, up_b, down_w, down_b;
+};
+
+// Opens the checkpoint's shards and hands out tensors converted to the compute dtype/device,
+// checking shapes.
+class WeightSource {
+ public:
+  Status open(const std::string& dir) {
+    dir_ = dir;
+    const std::string index_path = dir + "/model.safetensors.index.json";
+    std::ifstream index(index_path);
+    if (index) {
+      nlohmann::json j;
+      try {
+        index >> j;
+      } catch (const nlohmann::json::exception& e) {
+        return Status::invalid_argument(index_path + ": not valid JSON: " + e.what());
+      }
+      if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+        return Status::invalid_argument(index_path + ": missing object field 'weight_map'");
+      }
+      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it.value().is_string()) {
+          return Status::invalid_argument(index_path + ": weight_map['" + it.key() +
+                                          "'] must be a file name");
+        }
+        const std::string file = it.value().get<std::string>();
+        if (file.find('/') != std::string::npos) {
+          return Status::invalid_argument(index_path + ": weight_map['" + it.key() +
+                                          "'] must name a file in " + "the model directory");
+        }
+        if (!files_.count(file)) {
+          std::shared_ptr<SafetensorsFile> f;
+          BLOCKRANK_RETURN_IF_ERROR(SafetensorsFile::open(dir + "/" + file, &f));
+          files_[file] = f;
+        }
+        owner_[it.key()] = file;
+      }
+      source_ = index_path;
+      return Status::ok();
+    }
+    const std::string single = dir + "/model.safetensors";
+    std::shared_ptr<SafetensorsFile> f;
+    Status s = SafetensorsFile::open(single, &f);
+    if (s.code() == StatusCode::kNotFound) {
+      return Status::not_found(dir + ": no model.safetensors or model.safetensors.index.json");
+    }
+    BLOCKRANK_RETURN_IF_ERROR(s);
+    files_["model.safetensors"] = f;
+    for (const auto& [name, entry] : f->entries()) {
+      owner_[name] = "model.safetensors";
+    }
+    source_ = single;
+    return Status::ok();
+  }
+
+  bool contains(const std::string& name) const { return owner_.count(name) != 0; }
+
+  // The tensor `name` with exactly `shape`, converted to dtype/device.
+  Status get(const std::string& name,
+             const std::vector<int64_t>& shape,
+             const LoadOptions& opt,
+             at::Tensor* out) {
+    auto it = owner_.find(name);
+    if (it == owner_.end()) {
+      return Status::not_found(source_ + ": missing tensor '" + name + "'");
+    }
+    const auto& file = files_.at(it->second);
+    if (!file->contains(name)) {
+      return Status::not_found(file->path() + ": missing tensor '" + name +
+                               "' (listed in the index)");
+    }
+    BLOCKRANK_ASSIGN_OR_RETURN(at::Tensor view, file->view(name));
+    if (view.sizes().vec() != shape) {
+      return Status::invalid_argument(file->path() + ": tensor '" + name + "' has shape " +
+                                      shape_str(view.sizes().vec()) + ", config.json implies " +
+                                      shape_str(shape));
+    }
+    const at::ScalarType st = view.scalar_type();
+    if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf) {
+      return Status::unimplemented(file->path() + ": tensor '" + name + "' has unsupported dtype " +
+                                   file->entries().at(name).dtype);
+    }
+    // One copy into the compute dtype/device; a view of the mapping when nothing changes (fp32 on
+    // CPU). fp16 -> fp32 goes through the CPU cast kernel, which 1.13 has (unlike fp16 matmul).
+    *out = view.to(opt.device, opt.dtype);
+    return Status::ok();
+  }
+
+ private:
+  static std::string shape_str(const std::vector<int64_t>& s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); ++i) {
+      r += (i ? ", " : "") + std::to_string(s[i]);
+    }
+    return r + "]";
+  }
+
+  std::string dir_;
+  std::string source_;
+  std::map<std::string, std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, std::string> owner_;
+};
+
+// HF's masked-logit value for BlockRank (0.7 * fp32 min): finite, so a row with no visible key
+// would give a uniform softmax rather than NaN; here every row sees at least itself, so masked
+// entries become exact zeros.
+constexpr float kMaskValue = -0.7f * 3.4028234663852886e38f;
+
+// One attention segment: query rows [row_begin, row_end) attend to the concatenation of
+// `key_ranges`, with `mask` [rows, keys] (bool, true = visible).
+struct Segment {
+  int64_t row_begin = 0;
+  int64_t row_end = 0;
+  std::vector<std::pair<int64_t, int64_t>> key_ranges;  // (begin, length)
+  at::Tensor mask;
+};
+
+std::vector<Segment> causal_plan(int64_t t, c10::Device device) {
+  Segment s;
+  s.row_begin = 0;
+  s.row_end = t;
+  s.key_ranges = {{0, t}};
+  s.mask = at::ones({t, t}, at::kBool).tril().to(device);
+  return {s};
+}
+
+// The ragged BlockRank plan: one segment per block, each over exactly the keys it may see.
+std::vector<Segment> blockrank_plan(const BlockLayout& layout, c10::Device device) {
+  std::vector<Segment> plan;
+  const int64_t l0 = layout.block_lengths.front();
+  const size_t m = layout.block_lengths.size();
+  int64_t start = 0;
+  for (size_t b = 0; b < m; ++b) {
+    const int64_t n = layout.block_lengths[b];
+    Segment s;
+    s.row_begin = start;
+    s.row_end = start + n;
+    at::Tensor own = at::ones({n, n}, at::kBool).tril();  // causal inside the block
+    if (b == 0) {
+      s.key_ranges = {{0, n}};
+      s.mask = own;
+    } else if (b + 1 < m) {
+      s.key_ranges = {{0, l0}, {start, n}};  // the whole instruction, then the document itself
+      s.mask = at::cat({at::ones({n, l0}, at::kBool), own}, 1);
+    } else {
+      s.key_ranges = {{0, start + n}};  // everything before it, then itself causally
+      s.mask = at::cat({at::ones({n, start}, at::kBool), own}, 1);
+    }
+    s.mask = s.mask.to(device);
+    plan.push_back(std::move(s));
+    start += n;
+  }
+  return plan;
+}
+
+at::Tensor gather_keys(const at::Tensor& x,
+                       const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  if (ranges.size() == 1) {
+    return x.narrow(0, ranges[0].first, ranges[0].second);
+  }
+  std::vector<at::Tensor> parts;
+  for (const auto& [b, n] : ranges) {
+    parts.push_back(x.narrow(0, b, n));
+  }
+  return at::cat(parts, 0);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------------------------------------
+
+struct Model::Impl {
+  ModelConfig config;
+  BlockRankSettings settings;
+  LoadOptions options;
+  at::Tensor embed;    // [V, hidden]
+  at::Tensor lm_head;  // [V, hidden] (the embedding when tied)
+  at::Tensor final_norm;
+  std::vector<LayerWeights> layers;
+  at::Tensor inv_freq;  // [D/2] fp32 on device
+
+  Status load_weights(const std::string& dir);
+  void compute_inv_freq();
+
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
+    // HF LlamaRMSNorm: variance and normalisation in fp32, cast back, then scale by the weight.
+    at::Tensor xf = x.to(at::kFloat);
+    at::Tensor y = xf * at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + config.rms_norm_eps);
+    return w * y.to(x.scalar_type());
+  }
+
+  // cos/sin [T, D] in the compute dtype for the given positions, computed as HF does: fp32 product
+  // of the position and inv_freq (one rounding), cos/sin in fp32, duplicated halves, then cast.
+  std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& positions) const {
+    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);
+    at::Tensor emb = at::cat({freqs, freqs}, -1);
+    return {emb.cos().to(options.dtype), emb.sin().to(options.dtype)};
+  }
+
+  static at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    // x [T, H, D]; rotate_half(x) = cat(-x2, x1).
+    const int64_t half = x.size(-1) / 2;
+    at::Tensor rot = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+    return x * cos.unsqueeze(1) + rot * sin.unsqueeze(1);
+  }
+
+  // Q or K projection of `h` rows, reshaped [T, heads, D], q/k-normed (Qwen3) and rotated.
+  at::Tensor project(const at::Tensor& h,
+                     const at::Tensor& w,
+                     const at::Tensor& b,
+                     const at::Tensor& norm,
+                     int64_t heads,
+                     const at::Tensor& cos,
+                     const at::Tensor& sin) const {
+    at::Tensor x = at::linear(h, w, b).view({h.size(0), heads, config.head_dim});
+    if (norm.defined()) {
+      x = rms_norm(x, norm);  // Qwen3: per-head RMSNorm over head_dim, before RoPE
+    }
+    return apply_rope(x, cos, sin);
+  }
+
+  // Pre-softmax logits [Hq, Tq, Tk] (fp32, scaled by 1/sqrt(D)) of q [Tq, Hq, D] against k [Tk,
+  // Hkv, D]. Query heads are grouped per KV head (head h uses KV head h / G, as HF's repeat_kv), so
+  // K is not copied.
+  at::Tensor attention_logits(const at::Tensor& q, const at::Tensor& k) const {
+    const int64_t tq = q.size(0), hkv = config.num_kv_heads, g = config.num_heads / hkv,
+                  d = config.head_dim;
+    at::Tensor qg = q.view({tq, hkv, g, d}).permute({1, 2, 0, 3}).reshape({hkv, g * tq, d});
+    at::Tensor s = at::bmm(qg, k.permute({1, 2, 0}));  // [Hkv, G*Tq, Tk]
+    s = s.to(at::kFloat) * (1.0 / std::sqrt(static_cast<double>(d)));
+    return s.view({hkv * g, tq, k.size(0)});
+  }
+
+  // Attention output [Tq, Hq*D] for one segment; `probs_out` (optional) receives [Hq, Tq, Tk] fp32.
+  at::Tensor attend(const at::Tensor& q,
+                    const at::Tensor& k,
+                    const at::Tensor& v,
+                    const at::Tensor& mask,
+                    at::Tensor* probs_out) const {
+    const int64_t tq = q.size(0), tk = k.size(0), hkv = config.num_kv_heads,
+                  g = config.num_heads / hkv;
+    at::Tensor s = attention_logits(q, k);
+    s = s.masked_fill(mask.logical_not().unsqueeze(0), kMaskValue);
+    at::Tensor p = at::softmax(s, -1);  // fp32
+    if (probs_out != nullptr) {
+      *probs_out = p;
+    }
+    at::Tensor o = at::bmm(p.to(v.scalar_type()).view({hkv, g * tq, tk}), v.permute({1, 0, 2}));
+    return o.view({hkv, g, tq, config.head_dim})
+        .permute({2, 0, 1, 3})
+        .reshape({tq, config.num_heads * config.head_dim});
+  }
+
+  struct LayerCapture {
+    at::Tensor* attention = nullptr;  // [Hq, T, T] to fill
+    at::Tensor* scores = nullptr;
+    const BlockLayout* layout = nullptr;
+    int64_t signal_rows = 2;
+  };
+
+  at::Tensor layer_forward(const LayerWeights& w,
+                           const at::Tensor& x,
+                           const at::Tensor& cos,
+                           const at::Tensor& sin,
+                           const std::vector<Segment>& plan,
+                           const LayerCapture& cap) const {
+    const int64_t t = x.size(0);
+    at::Tensor h = rms_norm(x, w.input_norm);
+    at::Tensor q = project(h, w.q_w, w.q_b, w.q_norm, config.num_heads, cos, sin);
+    at::Tensor k = project(h, w.k_w, w.k_b, w.k_norm, config.num_kv_heads, cos, sin);
+    at::Tensor v = at::linear(h, w.v_w, w.v_b).view({t, config.num_kv_heads, config.head_dim});
+    at::Tensor out = at::empty({t, config.num_heads * config.head_dim}, x.options());
+    for (const Segment& seg : plan) {
+      const int64_t rows = seg.row_end - seg.row_begin;
+      at::Tensor probs;
+      at::Tensor o =
+          attend(q.narrow(0, seg.row_begin, rows), gather_keys(k, seg.key_ranges),
+                 gather_keys(v, seg.key_ranges), seg.mask, cap.attention ? &probs : nullptr);
+      out.narrow(0, seg.row_begin, rows).copy_(o);
+      if (cap.attention != nullptr) {
+        int64_t col = 0;
+        for (const auto& [kb, kn] : seg.key_ranges) {
+          cap.attention->narrow(1, seg.row_begin, rows)
+              .narrow(2, kb, kn)
+              .copy_(probs.narrow(2, col, kn));
+          col += kn;
+        }
+      }
+    }
+    if (cap.scores != nullptr) {
+      *cap.scores = layout_scores(q, k, *cap.layout, cap.signal_rows);
+    }
+    at::Tensor y = x + at::linear(out, w.o_w, w.o_b);
+    at::Tensor h2 = rms_norm(y, w.post_norm);
+    at::Tensor act = at::silu(at::linear(h2, w.gate_w, w.gate_b)) * at::linear(h2, w.up_w, w.up_b);
+    return y + at::linear(act, w.down_w, w.down_b);
+  }
+
+  // Scores from rotated q [T, Hq, D] and k [T, Hkv, D]: signal rows = last R tokens; document
+  // columns only.
+  at::Tensor layout_scores(const at::Tensor& q,
+                           const at::Tensor& k,
+                           const BlockLayout& layout,
+                           int64_t r) const {
+    const int64_t t = q.size(0), l0 = layout.block_lengths.front(),
+                  lq = layout.block_lengths.back();
+    std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
+    at::Tensor logits = attention_logits(q.narrow(0, t - r, r), k.narrow(0, l0, t - lq - l0));
+    return document_scores_from_logits(logits, docs);
+  }
+
+  at::Tensor embed_ids(const std::vector<int64_t>& ids) const {
+    at::Tensor idx = at::tensor(ids, at::kLong).to(options.device);
+    return at::embedding(embed, idx);
+  }
+
+  Status check_ids(const std::vector<int64_t>& ids) const {
+    if (ids.empty()) {
+      return Status::invalid_argument("input_ids is empty");
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= config.vocab_size) {
+        return Status::invalid_argument(
+            "input_ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+            " is outside the vocabulary [0, " + std::to_string(config.vocab_size) + ")");
+      }
+    }
+    return Status::ok();
+  }
+
+  ForwardResult run(const std::vector<int64_t>& ids,
+                    const std::vector<int64_t>& positions,
+                    const std::vector<Segment>& plan,
+                    const BlockLayout* layout,
+                    const ForwardRequest& req) const {
+    ForwardResult r;
+    const int64_t t = static_cast<int64_t>(ids.size());
+    at::Tensor pos = at::tensor(positions, at::kLong).to(options.device);
+    auto [cos, sin] = rope_tables(pos);
+    at::Tensor x = embed_ids(ids);
+    if (req.hidden) {
+      r.hidden.push_back(x.to(at::kFloat));
+    }
+    for (size_t l = 0; l < layers.size(); ++l) {
+      LayerCapture cap;
+      at::Tensor attn, scores;
+      if (req.attention) {
+        attn = at::zeros({config.num_heads, t, t}, x.options().dtype(at::kFloat));
+        cap.attention = &attn;
+      }
+      if (req.scores && layout != nullptr) {
+        cap.scores = &scores;
+        cap.layout = layout;
+        cap.signal_rows = req.signal_rows;
+      }
+      x = layer_forward(layers[l], x, cos, sin, plan, cap);
+      if (req.attention) {
+        r.attention.push_back(attn);
+      }
+      if (cap.scores != nullptr) {
+        r.scores.push_back(scores);
+      }
+      if (req.hidden && l + 1 < layers.size()) {
+        r.hidden.push_back(x.to(at::kFloat));
+      }
+    }
+    if (req.hidden || req.logits) {
+      at::Tensor normed = rms_norm(x, final_norm);
+      if (req.hidden) {
+        r.hidden.push_back(normed.to(at::kFloat));
+      }
+      if (req.logits) {
+        r.logits = at::linear(normed, lm_head).to(at::kFloat);
+      }
+    }
+    return r;
+  }
+};
+
+void Model::Impl::compute_inv_freq() {
+  // HF: inv_freq = 1 / theta ** (arange(0, D, 2).float() / D), all in fp32. The exponent is an fp32
+  // quotient; the power is evaluated in double and rounded once to fp32 (what a correctly rounded
+  // powf returns); the reciprocal is an fp32 division. The fixture generator checks this equals
+  // HF's buffer bit for bit.
+  const int64_t d = config.head_dim;
+  std::vector<float> f(static_cast<size_t>(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(d);
+    const float p = static_cast<float>(std::pow(config.rope_theta, static_cast<double>(e)));
+    f[static_cast<size_t>(i)] = 1.0f / p;
+  }
+  inv_freq = at::tensor(f, at::kFloat).to(options.device);
+}
+
+Status Model::Impl::load_weights(const std::string& dir) {
+  WeightSource src;
+  BLOCKRANK_RETURN_IF_ERROR(src.open(dir));
+  const ModelConfig& c = config;
+  const int64_t hd = c.hidden_size, qd = c.num_heads * c.head_dim,
+                kvd = c.num_kv_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+  BLOCKRANK_RETURN_IF_ERROR(
+      src.get("model.embed_tokens.weight", {c.vocab_size, hd}, options, &embed));
+  BLOCKRANK_RETURN_IF_ERROR(src.get("model.norm.weight", {hd}, options, &final_norm));
+  if (src.contains("lm_head.weight") && !c.tie_word_embeddings) {
+    BLOCKRANK_RETURN_IF_ERROR(src.get("lm_head.weight", {c.vocab_size, hd}, options, &lm_head));
+  } else if (c.tie_word_embeddings) {
+    lm_head = embed;  // tied: save_pretrained omits lm_head.weight
+  } else {
+    return Status::not_found(
+        dir + ": missing tensor 'lm_head.weight' (config.json has tie_word_embeddings=false)");
+  }
+  layers.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    LayerWeights& w = layers[static_cast<size_t>(i)];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    auto get = [&](const std::string& name, std::vector<int64_t> shape, at::Tensor* out) {
+      return src.get(p + name, shape, options, out);
+    };
+    BLOCKRANK_RETURN_IF_ERROR(get("input_layernorm.weight", {hd}, &w.input_norm));
+    BLOCKRANK_RETURN_IF_ERROR(get("post_attention_layernorm.weight", {hd}, &w.post_norm));
+    BLOCKRANK_RETURN_IF_ERROR(get("self_attn.q_proj.weight", {qd, hd}, &w.q_w));
+    BLOCKRANK_RETURN_IF_ERROR(get("self_attn.k_proj.weight", {kvd, hd}, &w.k_w));
+    BLOCKRANK_RETURN_IF_ERROR(get("self_attn.v_proj.weight", {kvd, hd}, &w.v_w));
+    BLOCKRANK_RETURN_IF_ERROR(get("self_attn.o_proj.weight", {hd, qd}, &w.o_w));
+    if (c.qkv_bias) {
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.q_proj.bias", {qd}, &w.q_b));
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.k_proj.bias", {kvd}, &w.k_b));
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.v_proj.bias", {kvd}, &w.v_b));
+    }
+    if (c.o_bias) {
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.o_proj.bias", {hd}, &w.o_b));
+    }
+    if (c.qk_norm) {
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.q_norm.weight", {c.head_dim}, &w.q_norm));
+      BLOCKRANK_RETURN_IF_ERROR(get("self_attn.k_norm.weight", {c.head_dim}, &w.k_norm));
+    }
+    BLOCKRANK_RETURN_IF_ERROR(get("mlp.gate_proj.weight", {ffn, hd}, &w.gate_w));
+    BLOCKRANK_RETURN_IF_ERROR(get("mlp.up_proj.weight", {ffn, hd}, &w.up_w));
+    BLOCKRANK_RETURN_IF_ERROR(get("mlp.down_proj.weight", {hd, ffn}, &w.down_w));
+    if (c.mlp_bias) {
+      BLOCKRANK_RETURN_IF_ERROR(get("mlp.gate_proj.bias", {ffn}, &w.gate_b));
+      BLOCKRANK_RETURN_IF_ERROR(get("mlp.up_proj.bias", {ffn}, &w.up_b));
+      BLOCKRANK_RETURN_IF_ERROR(get("mlp.down_proj.bias", {hd}, &w.down_b));
+    }
+  }
+  return Status::ok();
+}
+
+Model::Model() : impl_(std::make_unique<Impl>()) {}
+Model::~Model() = default;
+
+const ModelConfig& Model::config() const {
+  return impl_->config;
+}
+const BlockRankSettings& Model::settings() const {
+  return impl_->settings;
+}
+const LoadOptions& Model::options() const {
+  return impl_->options;
+}
+
+Status Model::load(const std::string& dir,
+                   const LoadOptions& options,
+                   std::unique_ptr<Model>* out) {
+  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16 && options.dtype != at::kHalf) {
+    return Status::invalid_argument("compute dtype must be float32, bfloat16 or float16");
+  }
+  std::unique_ptr<Model> m(new Model());
+  m->impl_->options = options;
+  BLOCKRANK_ASSIGN_OR_RETURN(m->impl_->config, load_model_config(dir));
+  BLOCKRANK_ASSIGN_OR_RETURN(m->impl_->settings, load_blockrank_settings(dir, m->impl_->config));
+  try {
+    c10::InferenceMode guard;
+    BLOCKRANK_RETURN_IF_ERROR(m->impl_->load_weights(dir));
+    m->impl_->compute_inv_freq();
+  } catch (const c10::Error& e) {
+    return Status::internal(dir + ": loading weights: " + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return Status::resource_exhausted(dir + ": out of memory while loading weights");
+  }
+  *out = std::move(m);
+  return Status::ok();
+}
+
+StatusOr<ForwardResult> Model::forward(const std::vector<int64_t>& ids,
+                                       const BlockLayout* layout,
+                                       const ForwardRequest& req) const {
+  BLOCKRANK_RETURN_IF_ERROR(impl_->check_ids(ids));
+  const int64_t t = static_cast<int64_t>(ids.size());
+  if (layout != nullptr) {
+    BLOCKRANK_RETURN_IF_ERROR(layout->validate(t, req.scores ? req.signal_rows : 0));
+  } else if (impl_->config.sliding_window && t > *impl_->config.sliding_window) {
+    return Status::unimplemented("causal sequence of " + std::to_string(t) +
+                                 " tokens exceeds sliding_window " +
+                                 std::to_string(*impl_->config.sliding_window));
+  }
+  try {
+    c10::InferenceMode guard;
+    std::vector<int64_t> positions;
+    std::vector<Segment> plan;
+    if (layout != nullptr) {
+      positions = layout->positions();
+      plan = blockrank_plan(*layout, impl_->options.device);
+    } else {
+      for (int64_t i = 0; i < t; ++i) {
+        positions.push_back(i);
+      }
+      plan = causal_plan(t, impl_->options.device);
+    }
+    return impl_->run(ids, positions, plan, layout, req);
+  } catch (const c10::Error& e) {
+    return Status::internal(std::string("forward: ") + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return Status::resource_exhausted("forward: out of memory");
+  }
+}
+
+StatusOr<ForwardResult> Model::forward_dense(const std::vector<int64_t>& ids,
+                                             const std::vector<int64_t>& positions,
+                                             const at::Tensor& visible,
+                                             const BlockLayout* layout,
+                                             const ForwardRequest& req) const {
+  BLOCKRANK_RETURN_IF_ERROR(impl_->check_ids(ids));
+  const int64_t t = static_cast<int64_t>(ids.size());
+  if (static_cast<int64_t>(positions.size()) != t || visible.dim() != 2 || visible.size(0) != t ||
+      visible.size(1) != t) {
+    return Status::invalid_argument(
+        "forward_dense: positions must have T entries and visible must be [T, T]");
+  }
+  try {
+    c10::InferenceMode guard;
+    Segment s;
+    s.row_begin = 0;
+    s.row_end = t;
+    s.key_ranges = {{0, t}};
+    s.mask = visible.to(impl_->options.device, at::kBool);
+    return impl_->run(ids, positions, {s}, layout, req);
+  } catch (const c10::Error& e) {
+    return Status::internal(std::string("forward_dense: ") + e.what_without_backtrace());
+  }
+}
+
+StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& ids,
+                                                    const BlockLayout& layout,
+                                                    int64_t layer,
+                                                    int64_t signal_rows) const {
+  BLOCKRANK_RETURN_IF_ERROR(impl_->check_ids(ids));
+  const int64_t t = static_cast<int64_t>(ids.size());
+  BLOCKRANK_RETURN_IF_ERROR(layout.validate(t, signal_rows));
+  if (layer < 0 || layer >= impl_->config.num_layers) {
+    return Status::invalid_argument("scoring layer " + std::to_string(layer) + " outside [0, " +
+                                    std::to_string(impl_->config.num_layers) + ")");
+  }
+  try {
+    c10::InferenceMode guard;
+    const Impl& m = *impl_;
+    at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
+    auto [cos, sin] = m.rope_tables(pos);
+    std::vector<Segment> plan = blockrank_plan(layout, m.options.device);
+    at::Tensor x = m.embed_ids(ids);
+    for (int64_t l = 0; l < layer; ++l) {
+      x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, {});
+    }
+    // Layer l*: only the norm, Q for the signal rows and K for the document tokens (§4.1, §9.11).
+    const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
+    const int64_t l0 = layout.block_lengths.front(), lq = layout.block_lengths.back();
+    const int64_t tdoc = t - l0 - lq;
+    at::Tensor h = m.rms_norm(x, w.input_norm);
+    at::Tensor q = m.project(h.narrow(0, t - signal_rows, signal_rows), w.q_w, w.q_b, w.q_norm,
+                             m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
+                             sin.narrow(0, t - signal_rows, signal_rows));
+    at::Tensor k = m.project(h.narrow(0, l0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
+                             cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
+    std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
+    at::Tensor s =
+        document_scores_from_logits(m.attention_logits(q, k), docs).to(at::kCPU).contiguous();
+    const float* p = s.data_ptr<float>();
+    return std::vector<float>(p, p + s.numel());
+  } catch (const c10::Error& e) {
+    return Status::internal(std::string("score_documents: ") + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return Status::resource_exhausted("score_documents: out of memory");
+  }
+}
+
+}  // namespace blockrank

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+// The decoder-only transformer (Llama / Mistral / Qwen2 / Qwen3 family) in ATen, with two attention
+// layouts:
+//  - causal: ordinary causal attention, positions 0..T-1 (parity with HF);
+//  - BlockRank (BLOCKRANK.md §2.1/§2.2): blocks [instruction, doc_1..doc_N, query]. The instruction
+//  is causal;
+//    each document sees the whole instruction and itself causally; the query block sees everything
+//    before it and itself causally. Positions: instruction 0..L0-1, every document L0.., query
+//    block from the offset (16384). Blocks are ragged: each block's attention is computed over
+//    exactly its visible keys, so there is no padding work, and valid-token results equal the
+//    padded reference (§9.7).
+// GQA indexes KV head h / (Hq/Hkv) by grouping query heads (no K/V copies per head). RMSNorm and
+// softmax run in fp32 whatever the compute dtype, as HF does. The code is device-agnostic: tensors
+// live where the model was loaded. Internal header (ATen types); components outside ranker/core use
+// ranker.h.
+//
+// Thread-safety: a loaded Model is immutable; forward()/score_documents() may run concurrently.
+#ifndef BLOCKRANK_RANKER_CORE_MODEL_H_
+#define BLOCKRANK_RANKER_CORE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "blockrank/status.h"
+#include "ranker/core/model_config.h"
+
+namespace blockrank {
+
+/// The BlockRank block structure of one sequence.
+struct BlockLayout {
+  /// [L0 (instruction), len(doc_1), ..., len(doc_N), Lq (query block)]; at least 3 blocks, all
+  /// >= 1.
+  std::vector<int64_t> block_lengths;
+  /// First position of the query block (BLOCKRANK.md §2.2). Default: 16384.
+  int64_t query_position_offset = 16384;
+
+  int64_t num_tokens() const;
+  int64_t num_documents() const { return static_cast<int64_t>(block_lengths.size()) - 2; }
+  /// Positions per §2.2: instruction 0..L0-1, each document L0..L0+len-1, query block
+  /// offset..offset+Lq-1.
+  std::vector<int64_t> positions() const;
+  /// kInvalidArgument unless there are >= 3 blocks, all positive, summing to `num_tokens`, and the
+  /// query block holds at least `signal_rows` tokens.
+  Status validate(int64_t num_tokens, int64_t signal_rows) const;
+};
+
+struct LoadOptions {
+  c10::Device device = c10::Device(c10::kCPU);
+  /// Compute dtype (weights are converted once at load). fp32 or bf16 (fp16 has no CPU kernels
+  /// in 1.13).
+  c10::ScalarType dtype = c10::kFloat;
+};
+
+/// What forward() should return (each costs memory; the scorer needs none of them).
+struct ForwardRequest {
+  bool logits = false;  ///< [T, V] fp32.
+  bool hidden =
+      false;  ///< L+1 x [T, hidden] fp32: 0 = embeddings, L = after the final norm (HF convention).
+  bool attention = false;  ///< L x [Hq, T, T] fp32 probabilities, 0 where masked.
+  bool scores =
+      false;  ///< BlockRank only: L x [N] fp32, the document scores each layer would give.
+  int64_t signal_rows = 2;
+};
+
+struct ForwardResult {
+  at::Tensor logits;
+  std::vector<at::Tensor> hidden;
+  std::vector<at::Tensor> attention;
+  std::vector<at::Tensor> scores;
+};
+
+class Model {
+ public:
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  /// Loads config.json, blockrank.json (optional) and the safetensors weights (single file or
+  /// sharded with model.safetensors.index.json) from `dir`. Errors name the file and field/tensor:
+  /// kNotFound (missing file or tensor), kInvalidArgument (bad JSON, wrong shape), kCorruption
+  /// (truncated/malformed safetensors), kUnimplemented (unsupported architecture/feature/dtype).
+  static Status load(const std::string& dir,
+                     const LoadOptions& options,
+                     std::unique_ptr<Model>* out);
+
+  const ModelConfig& config() const;
+  const BlockRankSettings& settings() const;
+  const LoadOptions& options() const;
+
+  /// Full forward. `layout` == nullptr: causal attention, positions 0..T-1; else BlockRank
+  /// attention.
+  StatusOr<ForwardResult> forward(const std::vector<int64_t>& input_ids,
+                                  const BlockLayout* layout,
+                                  const ForwardRequest& request) const;
+
+  /// Reference forward with an explicit dense visibility mask [T, T] (bool, row = query token) and
+  /// explicit positions; `layout` (optional) only tells which rows/columns the scores use. For
+  /// tests.
+  StatusOr<ForwardResult> forward_dense(const std::vector<int64_t>& input_ids,
+                                        const std::vector<int64_t>& positions,
+                                        const at::Tensor& visible,
+                                        const BlockLayout* layout,
+                                        const ForwardRequest& request) const;
+
+  /// Attention inference (BLOCKRANK.md §4.1): layers 0..layer-1 in full, then at `layer` only the
+  /// norm, Q for the signal rows and K for the document tokens; no later layers, no LM head.
+  /// Returns [N] fp32 scores (they sum to 1 per query).
+  StatusOr<std::vector<float>> score_documents(const std::vector<int64_t>& input_ids,
+                                               const BlockLayout& layout,
+                                               int64_t layer,
+                                               int64_t signal_rows) const;
+
+  struct Impl;
+
+ private:
+  Model();
+  std::unique_ptr<Impl> impl_;
+};
+
+/// BLOCKRANK.md §3.2 steps 2-4 on pre-softmax, 1/sqrt(D)-scaled logits [Hq, R, T_docs] (document
+/// columns only): softmax over all document columns in fp32, mean over heads and rows, sum per
+/// document -> [N] fp32.
+at::Tensor document_scores_from_logits(const at::Tensor& doc_logits,
+                                       const std::vector<int64_t>& doc_lengths);
+
+/// The dense [T, T] bool visibility of a BlockRank layout (§2.1), for the reference path and tests.
+at::Tensor blockrank_visibility(const BlockLayout& layout, c10::Device device);
+
+}  // namespace blockrank
+
+#endif  // BLOCKRANK_RANKER_CORE_MODEL_H_

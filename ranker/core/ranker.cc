@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ranker facade over Model (see ranker.h).
+#include "ranker/core/ranker.h"
+
+#include <algorithm>
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include "ranker/core/model.h"
+
+namespace blockrank {
+
+struct Ranker::Impl {
+  std::unique_ptr<Model> model;
+  BlockRankSettings settings;
+};
+
+Ranker::Ranker() : impl_(std::make_unique<Impl>()) {}
+Ranker::~Ranker() = default;
+
+Status Ranker::open(const std::string& model_dir,
+                    const RankerOptions& options,
+                    std::unique_ptr<Ranker>* out) {
+  LoadOptions lo;
+  try {
+    lo.device = c10::Device(options.device);
+  } catch (const c10::Error& e) {
+    return Status::invalid_argument("device '" + options.device +
+                                    "': " + e.what_without_backtrace());
+  }
+  if (options.dtype == "auto") {
+    lo.dtype = lo.device.is_cpu() ? at::kFloat : at::kBFloat16;
+  } else if (options.dtype == "float32") {
+    lo.dtype = at::kFloat;
+  } else if (options.dtype == "bfloat16") {
+    lo.dtype = at::kBFloat16;
+  } else {
+    return Status::invalid_argument("dtype '" + options.dtype +
+                                    "': expected auto, float32 or bfloat16");
+  }
+  if (options.num_threads > 0) {
+    at::set_num_threads(options.num_threads);
+  }
+  std::unique_ptr<Ranker> r(new Ranker());
+  BLOCKRANK_RETURN_IF_ERROR(Model::load(model_dir, lo, &r->impl_->model));
+  r->impl_->settings = r->impl_->model->settings();
+  if (options.scoring_layer >= 0) {
+    if (options.scoring_layer >= r->impl_->model->config().num_layers) {
+      return Status::invalid_argument(
+          "scoring_layer " + std::to_string(options.scoring_layer) + " is not below the model's " +
+          std::to_string(r->impl_->model->config().num_layers) + " layers");
+    }
+    r->impl_->settings.scoring_layer = options.scoring_layer;
+  }
+  if (options.signal_rows >= 1) {
+    r->impl_->settings.signal_rows = options.signal_rows;
+  }
+  *out = std::move(r);
+  return Status::ok();
+}
+
+Status Ranker::score(const RankerInput& input, std::vector<float>* scores) const {
+  BlockLayout layout;
+  layout.block_lengths.assign(input.block_lengths.begin(), input.block_lengths.end());
+  layout.query_position_offset = impl_->settings.query_position_offset;
+  std::vector<int64_t> ids(input.input_ids.begin(), input.input_ids.end());
+  BLOCKRANK_ASSIGN_OR_RETURN(
+      *scores, impl_->model->score_documents(ids, layout, impl_->settings.scoring_layer,
+                                             impl_->settings.signal_rows));
+  return Status::ok();
+}
+
+const ModelConfig& Ranker::config() const {
+  return impl_->model->config();
+}
+const BlockRankSettings& Ranker::settings() const {
+  return impl_->settings;
+}
+
+Status truncate_blocks(int64_t max_block_length, RankerInput* input) {
+  if (max_block_length < 1) {
+    return Status::invalid_argument("max_block_length must be >= 1");
+  }
+  int64_t total = 0, longest = 0;
+  for (int32_t n : input->block_lengths) {
+    if (n < 0) {
+      return Status::invalid_argument("block lengths must be >= 0");
+    }
+    total += n;
+    longest = std::max<int64_t>(longest, n);
+  }
+  if (total != static_cast<int64_t>(input->input_ids.size())) {
+    return Status::invalid_argument("block lengths sum to " + std::to_string(total) +
+                                    " but there are " + std::to_string(input->input_ids.size()) +
+                                    " ids");
+  }
+  // Rounding up to 16 matches the reference's padded H, so the same tokens survive as in training.
+  const int64_t h = (std::min(longest, max_block_length) + 15) / 16 * 16;
+  std::vector<int32_t> ids;
+  ids.reserve(input->input_ids.size());
+  size_t start = 0;
+  for (int32_t& n : input->block_lengths) {
+    const int64_t keep = std::min<int64_t>(n, h);
+    ids.insert(
+        ids.end(), input->input_ids.begin() + static_cast<std::ptrdiff_t>(start),
+        input->input_ids.begin() + static_cast<std::ptrdiff_t>(start + static_cast<size_t>(keep)));
+    start += static_cast<size_t>(n);
+    n = static_cast<int32_t>(keep);
+  }
+  input->input_ids = std::move(ids);
+  return Status::ok();
+}
+
+}  // namespace blockrank

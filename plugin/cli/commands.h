@@ -10,6 +10,8 @@ namespace blockrank {
 void add_index_command(CLI::App& app, CommandContext& ctx);
 void add_search_command(CLI::App& app, CommandContext& ctx);
 void add_eval_command(CLI::App& app, CommandContext& ctx);
+void add_tokenize_command(CLI::App& app, CommandContext& ctx);
+void add_forward_command(CLI::App& app, CommandContext& ctx);  // ranker/core (LibTorch builds only)
 
 /// Adds every subcommand this build has (ranker commands only when LibTorch was found).
 void add_all_commands(CLI::App& app, CommandContext& ctx);

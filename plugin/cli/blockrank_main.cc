@@ -18,7 +18,12 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show every subcommand's flags");
   auto* help =
       app.add_subcommand("help", "List the subcommands (blockrank <cmd> --help for flags)");
-  help->callback([&]() { std::fputs(app.help().c_str(), stdout); });
+  help->callback([&]() {
+    // App::help() would describe the selected subcommand ("help" itself); format the top level.
+    std::fputs(
+        app.get_formatter()->make_help(&app, "blockrank", CLI::AppFormatMode::Normal).c_str(),
+        stdout);
+  });
   blockrank::add_all_commands(app, ctx);
   try {
     app.parse(argc, argv);

@@ -94,6 +94,21 @@ Status BpeModel::build(const BpeOptions& options,
       model->byte_fallback_[b] = it == by_token.end() ? -1 : it->second;
     }
   }
+  // Whether a SentencePiece-style word may be cut before each "▁" (see encode_word): "▁" must be
+  // a token, and no merge may join a left part not ending in "▁" to a right part starting with it.
+  static constexpr std::string_view kMeta = "\xE2\x96\x81";
+  model->chunk_at_metaspace_ = !options.byte_level && by_token.count(kMeta) > 0;
+  for (const auto& [left, right] : merges) {
+    if (!model->chunk_at_metaspace_) {
+      break;
+    }
+    const bool right_starts = std::string_view(right).substr(0, kMeta.size()) == kMeta;
+    const bool left_ends = left.size() >= kMeta.size() &&
+                           std::string_view(left).substr(left.size() - kMeta.size()) == kMeta;
+    if (right_starts && !left_ends) {
+      model->chunk_at_metaspace_ = false;
+    }
+  }
   model->merges_.reserve(merges.size());
   std::string joined;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -246,6 +261,29 @@ Status BpeModel::encode_word(std::string_view word, std::vector<int32_t>* ids) c
       return Status::ok();
     }
   }
+  if (!chunk_at_metaspace_) {
+    return encode_cached(word, ids);
+  }
+  // SentencePiece-style models see a whole section as one word. Cutting it before each "▁" that
+  // follows another character gives the same ids (build() checked that no merge joins a symbol
+  // ending in something else with one starting with "▁"), and turns it into short, cacheable
+  // words.
+  static constexpr std::string_view kMeta = "\xE2\x96\x81";
+  size_t begin = 0;
+  for (size_t hit = word.find(kMeta, 1); hit != std::string_view::npos;
+       hit = word.find(kMeta, hit + kMeta.size())) {
+    if (hit >= begin + kMeta.size() && word.substr(hit - kMeta.size(), kMeta.size()) == kMeta) {
+      continue;  // inside a run of "▁": those may merge with each other
+    }
+    if (hit > begin) {
+      BLOCKRANK_RETURN_IF_ERROR(encode_cached(word.substr(begin, hit - begin), ids));
+      begin = hit;
+    }
+  }
+  return encode_cached(word.substr(begin), ids);
+}
+
+Status BpeModel::encode_cached(std::string_view word, std::vector<int32_t>* ids) const {
   const bool cacheable = word.size() < kMaxCachedWordBytes;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);

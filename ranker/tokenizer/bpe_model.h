@@ -113,6 +113,7 @@ class BpeModel {
     return it == lookup_.end() ? -1 : it->second;
   }
   Status merge_word(std::string_view word, std::vector<int32_t>* ids) const;
+  Status encode_cached(std::string_view word, std::vector<int32_t>* ids) const;
 
   BpeOptions options_;
   std::vector<std::string> vocab_;
@@ -120,6 +121,7 @@ class BpeModel {
   std::vector<std::string> key_storage_;
   std::unordered_map<std::string_view, int32_t> lookup_;
   MergeTable merges_;
+  bool chunk_at_metaspace_ = false;
   int32_t byte_ids_[256];       // byte-level: the id of each byte's alphabet character
   int32_t byte_fallback_[256];  // SentencePiece: the id of <0xNN>, or -1
 

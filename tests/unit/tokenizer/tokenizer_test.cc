@@ -218,6 +218,19 @@ TEST_F(TokenizerTest, SentencePieceBpeWithByteFallback) {
   EXPECT_FALSE(tok->pad_id().has_value());
 }
 
+TEST_F(TokenizerTest, SentencePieceMergeAcrossMetaspaceDisablesWordCutting) {
+  // With a merge "o" + "▁" the section cannot be cut into words before each "▁"; the ids must be
+  // those of BPE over the whole section.
+  Json j = sentencepiece_json();
+  j["model"]["vocab"]["o▁"] = 400;
+  j["model"]["merges"].insert(j["model"]["merges"].begin(), "o ▁");
+  auto tok = load_json(j);
+  ASSERT_NE(tok, nullptr);
+  const auto id = [&](const char* t) { return *tok->token_to_id(t); };
+  EXPECT_EQ(encode(*tok, "hello world"),
+            (Ids{id("▁hell"), id("o▁"), id("w"), id("or"), id("l"), id("d")}));
+}
+
 TEST_F(TokenizerTest, LoadsFromModelDirectoryAndDigestIsStable) {
   auto a = load_json(sentencepiece_json(), "tokenizer.json");
   std::unique_ptr<Tokenizer> b;

@@ -609,6 +609,70 @@ Status Model::load(const std::string& dir,
   return Status::ok();
 }
 
+Status Model::create_random(const ModelConfig& config,
+                            const BlockRankSettings& settings,
+                            const LoadOptions& options,
+                            uint64_t seed,
+                            std::unique_ptr<Model>* out) {
+  if (config.num_layers <= 0 || config.hidden_size <= 0 || config.num_heads <= 0 ||
+      config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0 ||
+      config.head_dim <= 0 || config.head_dim % 2 != 0 ||
+      settings.scoring_layer >= config.num_layers) {
+    return Status::invalid_argument("create_random: inconsistent config");
+  }
+  std::unique_ptr<Model> m(new Model());
+  Impl& impl = *m->impl_;
+  impl.config = config;
+  impl.settings = settings;
+  impl.options = options;
+  try {
+    c10::InferenceMode guard;
+    at::manual_seed(seed);
+    const auto opt = at::TensorOptions().dtype(options.dtype).device(options.device);
+    auto mat = [&](int64_t rows, int64_t cols) {
+      return (at::randn({rows, cols}, at::kFloat) / std::sqrt(static_cast<double>(cols))).to(opt);
+    };
+    auto vec = [&](int64_t n, bool bias) {
+      return bias ? (at::randn({n}, at::kFloat) * 0.02).to(opt) : at::Tensor();
+    };
+    const int64_t hd = config.hidden_size, qd = config.num_heads * config.head_dim;
+    const int64_t kvd = config.num_kv_heads * config.head_dim, ffn = config.intermediate_size;
+    impl.embed = at::randn({config.vocab_size, hd}, at::kFloat).to(opt);
+    impl.lm_head = config.tie_word_embeddings ? impl.embed : mat(config.vocab_size, hd);
+    impl.final_norm = at::ones({hd}, opt);
+    impl.layers.resize(static_cast<size_t>(config.num_layers));
+    for (LayerWeights& w : impl.layers) {
+      w.input_norm = at::ones({hd}, opt);
+      w.post_norm = at::ones({hd}, opt);
+      w.q_w = mat(qd, hd);
+      w.k_w = mat(kvd, hd);
+      w.v_w = mat(kvd, hd);
+      w.o_w = mat(hd, qd);
+      w.q_b = vec(qd, config.qkv_bias);
+      w.k_b = vec(kvd, config.qkv_bias);
+      w.v_b = vec(kvd, config.qkv_bias);
+      w.o_b = vec(hd, config.o_bias);
+      if (config.qk_norm) {
+        w.q_norm = at::ones({config.head_dim}, opt);
+        w.k_norm = at::ones({config.head_dim}, opt);
+      }
+      w.gate_w = mat(ffn, hd);
+      w.up_w = mat(ffn, hd);
+      w.down_w = mat(hd, ffn);
+      w.gate_b = vec(ffn, config.mlp_bias);
+      w.up_b = vec(ffn, config.mlp_bias);
+      w.down_b = vec(hd, config.mlp_bias);
+    }
+    impl.compute_inv_freq();
+  } catch (const c10::Error& e) {
+    return Status::internal(std::string("create_random: ") + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return Status::resource_exhausted("create_random: out of memory");
+  }
+  *out = std::move(m);
+  return Status::ok();
+}
+
 StatusOr<ForwardResult> Model::forward(const std::vector<int64_t>& ids,
                                        const BlockLayout* layout,
                                        const ForwardRequest& req) const {

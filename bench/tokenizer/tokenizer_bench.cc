@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "ranker/tokenizer/tokenizer.h"
+
+#include <nlohmann/json.hpp>
 
 namespace {
 

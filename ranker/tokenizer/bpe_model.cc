@@ -242,6 +242,8 @@ Status BpeModel::merge_word(std::string_view word, std::vector<int32_t>* ids) co
           "text holds a character that is not in the vocabulary, and the tokenizer has neither "
           "byte fallback nor an unk_token");
     }
+    // fuse_unk fuses within a word; transformers.js also fuses across the words of a section.
+    // With byte fallback (Llama-2, Mistral) no unk is ever produced, so the two agree there.
     if (!(options_.fuse_unk && last_unk)) {
       ids->push_back(*options_.unk_id);
     }

@@ -111,6 +111,8 @@ const edge = [
   "\u007f", "\u0080\u009f", "\uffff", "\ue000 private", "\u{10FFFF}", "\u{1D400}",
   "a".repeat(1000), "ab".repeat(700), "x".repeat(5000), " ".repeat(300), "\n".repeat(100),
   "9".repeat(500), "supercalifragilisticexpialidocious".repeat(20), "😀".repeat(200),
+  " ".repeat(50000) + "x", "b".repeat(50000), "😀".repeat(20000), "e\u0301".repeat(10000),
+  "'".repeat(20000), " \n".repeat(20000), "1".repeat(30000),
   "Pneumonoultramicroscopicsilicovolcanoconiosis", "https://example.com/a/b?c=d&e=f#g",
   "user@example.com", "C++ std::vector<int> v{1, 2, 3};", "def f(x):\n    return x ** 2\n",
   "{\"json\": [1, 2, {\"k\": null}]}", "<html><body>hi</body></html>", "#hashtag @mention $100 %50",
@@ -149,6 +151,23 @@ for (let i = 0; i < 400; ++i) {
     }
   }
   add("random", s);
+}
+
+// Random code points over all planes (surrogates excluded: they cannot be UTF-8), weighted
+// toward the BMP and spaces: exercises \p{L}/\p{N}/\s classification and NFC of whatever exists.
+for (let i = 0; i < 600; ++i) {
+  const len = 1 + Math.floor(rand() * 20);
+  let s = "";
+  for (let k = 0; k < len; ++k) {
+    const m = rand();
+    let cp = m < 0.3 ? Math.floor(rand() * 0x3000)
+      : m < 0.6 ? Math.floor(rand() * 0x10000)
+      : m < 0.8 ? 0x20
+      : Math.floor(rand() * 0x110000);
+    if (cp >= 0xd800 && cp <= 0xdfff) cp = 0x41;
+    s += String.fromCodePoint(cp);
+  }
+  add("random-codepoints", s);
 }
 
 // --- reference ids ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "ranker/core/ranker.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -311,6 +312,37 @@ TEST(RankerTest, FacadeScoresAndTruncates) {
   EXPECT_EQ(t.input_ids[16], 20);  // first token of the first document
   EXPECT_EQ(t.input_ids[19], 23);  // first token of the second document
   EXPECT_EQ(t.input_ids[35], 63);  // the query block is short enough to stay whole
+}
+
+// End to end through the CLI: `blockrank forward` writes what the parity test compares (skipped
+// when the binary is not built, e.g. a build without the indexer).
+TEST(ForwardCommandTest, WritesEveryTensorTheParityCheckNeeds) {
+  const char* bin_dir = std::getenv("BLOCKRANK_BINARY_DIR");
+  const std::string bin = std::string(bin_dir ? bin_dir : "") + "/plugin/cli/blockrank";
+  if (bin_dir == nullptr || !fs::exists(bin)) {
+    GTEST_SKIP() << "blockrank binary not built";
+  }
+  testing::TempDir tmp;
+  const std::string out = tmp.file("out.safetensors");
+  const std::string cmd = bin + " forward --model " + fixture("qwen2") + " --input " +
+                          fixture("qwen2") + "/input_blockrank.json --out " + out + " --threads 1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::shared_ptr<SafetensorsFile> got, want;
+  ASSERT_OK(SafetensorsFile::open(out, &got));
+  ASSERT_OK(SafetensorsFile::open(fixture("qwen2") + "/expected_blockrank.safetensors", &want));
+  ASSERT_EQ(got->entries().size(), want->entries().size());
+  for (const auto& [name, entry] : want->entries()) {
+    auto g = got->view(name);
+    ASSERT_OK(g.status());
+    at::Tensor w = *want->view(name);
+    EXPECT_EQ(g->sizes(), w.sizes()) << name;
+    EXPECT_LE(((*g - w).norm() / w.norm()).item<float>(), 1e-4) << name;
+  }
+  // A bad input is reported, not crashed on.
+  testing::write_text(tmp.file("bad.json"), "{\"input_ids\": [1, 2], \"mode\": \"blockrank\"}");
+  const std::string bad = bin + " forward --model " + fixture("qwen2") + " --input " +
+                          tmp.file("bad.json") + " --out " + out + " 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
         app.get_formatter()->make_help(&app, "blockrank", CLI::AppFormatMode::Normal).c_str(),
         stdout);
   });
-  blockrank::add_all_commands(app, ctx);
+  blockrank::add_all_commands(app, ctx, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,8 +13,12 @@ void add_eval_command(CLI::App& app, CommandContext& ctx);
 void add_tokenize_command(CLI::App& app, CommandContext& ctx);
 void add_forward_command(CLI::App& app, CommandContext& ctx);  // ranker/core (LibTorch builds only)
 
-/// Adds every subcommand this build has (ranker commands only when LibTorch was found).
-void add_all_commands(CLI::App& app, CommandContext& ctx);
+/// Commands that need LibTorch; defined in the torch module (torch_module.cc).
+void add_torch_commands(CLI::App& app, CommandContext& ctx);
+
+/// Adds every subcommand. The LibTorch ones are registered from the dlopen()ed module when argv
+/// names one of them, and as light stubs (listed by `help`) otherwise.
+void add_all_commands(CLI::App& app, CommandContext& ctx, int argc, char** argv);
 
 }  // namespace blockrank
 

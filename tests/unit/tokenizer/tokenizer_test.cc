@@ -4,6 +4,8 @@
 // matching, decoding, malformed files and invalid UTF-8. No network and no cache needed.
 #include "ranker/tokenizer/tokenizer.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -193,6 +195,23 @@ TEST_F(TokenizerTest, LstripRstripAddedTokenEatsNeighbouringWhiteSpace) {
   ASSERT_NE(tok, nullptr);
   EXPECT_EQ(encode(*tok, "x  <|strip|>  y"), (Ids{byte_id('x'), 261, byte_id('y')}));
   EXPECT_EQ(encode(*tok, "x  <|end|>"), (Ids{byte_id('x'), byte_id(' '), byte_id(' '), 260}));
+}
+
+TEST_F(TokenizerTest, SingleWordAddedTokenMustNotTouchWordCharacters) {
+  Json j = byte_level_json(false);
+  j["added_tokens"].push_back({{"id", 262},
+                               {"content", "<w>"},
+                               {"single_word", true},
+                               {"lstrip", false},
+                               {"rstrip", false},
+                               {"normalized", false},
+                               {"special", true}});
+  auto tok = load_json(j);
+  ASSERT_NE(tok, nullptr);
+  EXPECT_EQ(encode(*tok, "<w>"), (Ids{262}));
+  EXPECT_EQ(encode(*tok, "x <w>."), (Ids{byte_id('x'), byte_id(' '), 262, byte_id('.')}));
+  const Ids glued = encode(*tok, "x<w>");
+  EXPECT_EQ(std::count(glued.begin(), glued.end(), 262), 0);
 }
 
 TEST_F(TokenizerTest, SentencePieceBpeWithByteFallback) {

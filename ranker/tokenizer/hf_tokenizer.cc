@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <deque>
-#include <exception>
+#include <new>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -620,7 +620,6 @@ class HfTokenizerBuilder {
   Status add_decoder(const Json& obj, const std::string& where, HfTokenizer* tok);
   Status read_prepend_scheme(const Json& obj,
                              const std::string& where,
-                             bool legacy_field_only,
                              PrependScheme* scheme) const;
 
   std::string source_;
@@ -669,7 +668,6 @@ Status HfTokenizerBuilder::add_normalizer(const Json& obj,
 
 Status HfTokenizerBuilder::read_prepend_scheme(const Json& obj,
                                                const std::string& where,
-                                               bool legacy_field_only,
                                                PrependScheme* scheme) const {
   // Older files carry add_prefix_space (bool); newer ones prepend_scheme. When both are present
   // add_prefix_space=false wins, as in the Rust crate's deserializer.
@@ -677,7 +675,7 @@ Status HfTokenizerBuilder::read_prepend_scheme(const Json& obj,
   BLOCKRANK_RETURN_IF_ERROR(get_bool(obj, "add_prefix_space", true, where, &add_prefix_space));
   *scheme = PrependScheme::kAlways;
   auto it = obj.find("prepend_scheme");
-  if (!legacy_field_only && it != obj.end() && it->is_string()) {
+  if (it != obj.end() && it->is_string()) {
     const std::string value = it->get<std::string>();
     if (value == "always") {
       *scheme = PrependScheme::kAlways;
@@ -759,8 +757,7 @@ Status HfTokenizerBuilder::add_pre_tokenizer(const Json& obj,
     if (step.replacement.empty()) {
       return error(where + ".replacement", "must not be empty");
     }
-    BLOCKRANK_RETURN_IF_ERROR(
-        read_prepend_scheme(obj, where, /*legacy_field_only=*/false, &step.prepend));
+    BLOCKRANK_RETURN_IF_ERROR(read_prepend_scheme(obj, where, &step.prepend));
     BLOCKRANK_RETURN_IF_ERROR(get_bool(obj, "split", true, where, &step.split));
   } else {
     return Status::unimplemented(source_ + ": " + where + ": pre-tokenizer type \"" + type +
@@ -813,8 +810,7 @@ Status HfTokenizerBuilder::add_decoder(const Json& obj,
     step.kind = DecoderStep::Kind::kMetaspace;
     BLOCKRANK_RETURN_IF_ERROR(get_string(obj, "replacement", where, &step.replacement));
     PrependScheme scheme = PrependScheme::kAlways;
-    BLOCKRANK_RETURN_IF_ERROR(
-        read_prepend_scheme(obj, where, /*legacy_field_only=*/false, &scheme));
+    BLOCKRANK_RETURN_IF_ERROR(read_prepend_scheme(obj, where, &scheme));
     step.prepend = scheme != PrependScheme::kNever;
   } else {
     return Status::unimplemented(source_ + ": " + where + ": decoder type \"" + type +

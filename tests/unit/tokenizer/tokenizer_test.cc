@@ -250,6 +250,23 @@ TEST_F(TokenizerTest, SentencePieceMergeAcrossMetaspaceDisablesWordCutting) {
             (Ids{id("▁hell"), id("o▁"), id("w"), id("or"), id("l"), id("d")}));
 }
 
+TEST_F(TokenizerTest, MetaspacePreTokenizerWithPrependSchemeFirst) {
+  // The layout of newer Llama/Mistral tokenizer.json files (no normalizer, Metaspace with
+  // prepend_scheme "first" and split false). Not covered by the npm reference; Rust semantics.
+  Json j = sentencepiece_json();
+  j["normalizer"] = nullptr;
+  j["pre_tokenizer"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
+  j["decoder"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}};
+  auto tok = load_json(j);
+  ASSERT_NE(tok, nullptr);
+  const auto id = [&](const char* t) { return *tok->token_to_id(t); };
+  EXPECT_EQ(encode(*tok, "hello world"), (Ids{id("▁hello"), id("▁wor"), id("l"), id("d")}));
+  // Only the first section gets the prefix: after an added token the text starts bare.
+  EXPECT_EQ(encode(*tok, "<s>hello"), (Ids{1, id("h"), id("e"), id("ll"), id("o")}));
+  EXPECT_EQ(decode(*tok, encode(*tok, "hello world")), "hello world");
+}
+
 TEST_F(TokenizerTest, LoadsFromModelDirectoryAndDigestIsStable) {
   auto a = load_json(sentencepiece_json(), "tokenizer.json");
   std::unique_ptr<Tokenizer> b;

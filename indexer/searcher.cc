@@ -68,7 +68,15 @@ Status Searcher::open(const std::string& db_dir,
 }
 
 Status Searcher::search(const std::string& query, int k, std::vector<SearchHit>* hits) {
+  return search(query, k, impl_->options, hits);
+}
+
+Status Searcher::search(const std::string& query,
+                        int k,
+                        const SearchOptions& options,
+                        std::vector<SearchHit>* hits) {
   hits->clear();
+  BLOCKRANK_RETURN_IF_ERROR(options.validate());
   if (k <= 0) {
     return Status::invalid_argument("k must be at least 1");
   }
@@ -79,12 +87,12 @@ Status Searcher::search(const std::string& query, int k, std::vector<SearchHit>*
     }
     Xapian::Enquire enquire(impl_->db);
     enquire.set_query(q);
-    enquire.set_weighting_scheme(Xapian::BM25Weight(impl_->options.bm25_k1, /*k2=*/0,
-                                                    /*k3=*/impl_->options.bm25_k3,
-                                                    impl_->options.bm25_b, /*min_normlen=*/0.5));
+    enquire.set_weighting_scheme(Xapian::BM25Weight(options.bm25_k1, /*k2=*/0,
+                                                    /*k3=*/options.bm25_k3, options.bm25_b,
+                                                    /*min_normlen=*/0.5));
     enquire.set_docid_order(Xapian::Enquire::ASCENDING);
     const Xapian::MSet mset = enquire.get_mset(0, static_cast<Xapian::doccount>(k));
-    if (impl_->options.fetch_text) {
+    if (options.fetch_text) {
       mset.fetch();
     }
     hits->reserve(mset.size());
@@ -95,8 +103,13 @@ Status Searcher::search(const std::string& query, int k, std::vector<SearchHit>*
       hit.docid = *it;
       hit.score = it.get_weight();
       const Xapian::Document doc = it.get_document();
-      if (impl_->options.fetch_text) {
+      if (options.fetch_text) {
         parse_data(doc.get_data(), &hit);
+        if (options.snippet_bytes > 0) {
+          hit.snippet = mset.snippet(hit.text, options.snippet_bytes, impl_->analyzer.stemmer(),
+                                     Xapian::MSet::SNIPPET_BACKGROUND_MODEL, /*hi_start=*/"",
+                                     /*hi_end=*/"", /*omit=*/"…");
+        }
       } else {
         hit.id = doc.get_value(kIdValueSlot);
         if (hit.id.empty()) {

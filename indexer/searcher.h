@@ -32,6 +32,9 @@ struct SearchOptions {
   double bm25_k3 = 1000;
   /// Fetch title and text of the hits (needed for display and reranking). Default: true.
   bool fetch_text = true;
+  /// When > 0 (and fetch_text), each hit gets a plain-text snippet of about this many bytes around
+  /// the query terms. Default: 0.
+  size_t snippet_bytes = 0;
   Status validate() const;
 };
 
@@ -42,6 +45,7 @@ struct SearchHit {
   double score = 0;    ///< BM25 weight
   std::string title;
   std::string text;
+  std::string snippet;  ///< only with SearchOptions::snippet_bytes > 0
 };
 
 class Searcher {
@@ -61,6 +65,11 @@ class Searcher {
 
   /// The top `k` hits for free text `query`, best first. An empty query returns no hits.
   Status search(const std::string& query, int k, std::vector<SearchHit>* hits);
+  /// As above with per-call options (e.g. snippets for display but not for evaluation).
+  Status search(const std::string& query,
+                int k,
+                const SearchOptions& options,
+                std::vector<SearchHit>* hits);
   /// A short plain-text extract of `text` around the query terms (about `length` bytes).
   std::string snippet(const std::string& query, const std::string& text, size_t length);
   /// The analysed query terms with their query frequencies ("term:wqf"), for debugging.

@@ -3,11 +3,10 @@
 // loaded only when one of them is named on the command line, so the other commands start fast.
 #include "plugin/cli/commands.h"
 
-#include <dlfcn.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <string>
+
+#include "plugin/base/module_loader.h"
 
 #include <CLI/CLI.hpp>
 
@@ -25,46 +24,17 @@ constexpr TorchCommand kTorchCommands[] = {
     {"forward", "Run a model forward pass and dump logits/hidden states/attention (parity checks)"},
 };
 
-std::string self_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) {
-    return ".";
-  }
-  buf[n] = '\0';
-  std::string path(buf);
-  return path.substr(0, path.rfind('/'));
-}
-
-// Loads the LibTorch module and lets it register the real subcommands. Returns false (with a
-// message in *error) when the module is missing or broken.
+// Loads the LibTorch module and lets it register the real subcommands.
 bool load_torch_module(CLI::App& app, CommandContext& ctx, std::string* error) {
-  const std::string dir = self_dir();
-  const std::string candidates[] = {dir + "/libblockrank_torch_cli.so",
-                                    dir + "/../lib/blockrank/libblockrank_torch_cli.so"};
-  std::string errors;
-  for (const std::string& path : candidates) {
-    if (::access(path.c_str(), R_OK) != 0) {
-      continue;
-    }
-    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      errors += std::string(::dlerror()) + "; ";
-      continue;
-    }
-    using AddFn = void (*)(CLI::App*, CommandContext*);
-    auto add = reinterpret_cast<AddFn>(::dlsym(handle, "blockrank_add_torch_commands"));
-    if (add == nullptr) {
-      errors += path + ": no blockrank_add_torch_commands; ";
-      continue;
-    }
-    add(&app, &ctx);
-    return true;
+  void* sym = nullptr;
+  const Status st = find_torch_module_symbol("blockrank_add_torch_commands", &sym);
+  if (!st.is_ok()) {
+    *error = st.message();
+    return false;
   }
-  *error = errors.empty() ? "libblockrank_torch_cli.so not found beside " + dir +
-                                " (this build has no LibTorch)"
-                          : errors;
-  return false;
+  using AddFn = void (*)(CLI::App*, CommandContext*);
+  reinterpret_cast<AddFn>(sym)(&app, &ctx);
+  return true;
 }
 
 }  // namespace
@@ -73,6 +43,7 @@ void add_all_commands(CLI::App& app, CommandContext& ctx, int argc, char** argv)
   add_index_command(app, ctx);
   add_search_command(app, ctx);
   add_eval_command(app, ctx);
+  add_serve_command(app, ctx);
   add_tokenize_command(app, ctx);
   // The first non-option argument names the subcommand.
   const char* wanted = nullptr;

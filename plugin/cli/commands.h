@@ -10,6 +10,7 @@ namespace blockrank {
 void add_index_command(CLI::App& app, CommandContext& ctx);
 void add_search_command(CLI::App& app, CommandContext& ctx);
 void add_eval_command(CLI::App& app, CommandContext& ctx);
+void add_serve_command(CLI::App& app, CommandContext& ctx);
 void add_tokenize_command(CLI::App& app, CommandContext& ctx);
 void add_forward_command(CLI::App& app, CommandContext& ctx);  // ranker/core (LibTorch builds only)
 

@@ -12,6 +12,7 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
+#include "ranker/core/cuda_attention.h"
 #include "ranker/core/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -382,6 +383,8 @@ struct Model::Impl {
     at::Tensor* scores = nullptr;
     const BlockLayout* layout = nullptr;
     int64_t signal_rows = 2;
+    // Set (with an empty segment plan) when the CUDA kernels run the ragged attention in one launch.
+    const internal::CudaBlockPlan* cuda_plan = nullptr;
   };
 
   at::Tensor layer_forward(const LayerWeights& w,
@@ -412,6 +415,9 @@ struct Model::Impl {
           col += kn;
         }
       }
+    }
+    if (cap.cuda_plan != nullptr) {
+      internal::throw_if_error(internal::cuda_block_attention(q, k, v, *cap.cuda_plan, &out));
     }
     if (cap.scores != nullptr) {
       *cap.scores = layout_scores(q, k, *cap.layout, cap.signal_rows);
@@ -629,15 +635,17 @@ Status Model::create_random(const ModelConfig& config,
     c10::InferenceMode guard;
     at::manual_seed(seed);
     const auto opt = at::TensorOptions().dtype(options.dtype).device(options.device);
+    // Drawn in fp32 on the target device (a 7B model drawn on the CPU takes minutes), then cast.
+    const auto f32 = at::TensorOptions().dtype(at::kFloat).device(options.device);
     auto mat = [&](int64_t rows, int64_t cols) {
-      return (at::randn({rows, cols}, at::kFloat) / std::sqrt(static_cast<double>(cols))).to(opt);
+      return (at::randn({rows, cols}, f32) / std::sqrt(static_cast<double>(cols))).to(opt);
     };
     auto vec = [&](int64_t n, bool bias) {
       return bias ? (at::randn({n}, at::kFloat) * 0.02).to(opt) : at::Tensor();
     };
     const int64_t hd = config.hidden_size, qd = config.num_heads * config.head_dim;
     const int64_t kvd = config.num_kv_heads * config.head_dim, ffn = config.intermediate_size;
-    impl.embed = at::randn({config.vocab_size, hd}, at::kFloat).to(opt);
+    impl.embed = at::randn({config.vocab_size, hd}, f32).to(opt);
     impl.lm_head = config.tie_word_embeddings ? impl.embed : mat(config.vocab_size, hd);
     impl.final_norm = at::ones({hd}, opt);
     impl.layers.resize(static_cast<size_t>(config.num_layers));
@@ -747,10 +755,24 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     const Impl& m = *impl_;
     at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
     auto [cos, sin] = m.rope_tables(pos);
-    std::vector<Segment> plan = blockrank_plan(layout, m.options.device);
+    // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
+    // layer for all blocks, no per-block masks); elsewhere as ragged ATen segments.
+    const bool use_kernels =
+        internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
+                                      m.config.num_heads, m.config.num_kv_heads, signal_rows);
+    internal::CudaBlockPlan cuda_plan;
+    Impl::LayerCapture cap;
+    std::vector<Segment> plan;
+    if (use_kernels) {
+      BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(
+          layout, m.options.device, internal::kDefaultSplitKeys, &cuda_plan));
+      cap.cuda_plan = &cuda_plan;
+    } else {
+      plan = blockrank_plan(layout, m.options.device);
+    }
     at::Tensor x = m.embed_ids(ids);
     for (int64_t l = 0; l < layer; ++l) {
-      x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, {});
+      x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, cap);
     }
     // Layer l*: only the norm, Q for the signal rows and K for the document tokens (§4.1, §9.11).
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
@@ -763,8 +785,13 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     at::Tensor k = m.project(h.narrow(0, l0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
                              cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
     std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
-    at::Tensor s =
-        document_scores_from_logits(m.attention_logits(q, k), docs).to(at::kCPU).contiguous();
+    at::Tensor s;
+    if (use_kernels) {
+      BLOCKRANK_RETURN_IF_ERROR(internal::cuda_document_scores(q, k, cuda_plan, &s));
+    } else {
+      s = document_scores_from_logits(m.attention_logits(q, k), docs);
+    }
+    s = s.to(at::kCPU).contiguous();
     const float* p = s.data_ptr<float>();
     return std::vector<float>(p, p + s.numel());
   } catch (const c10::Error& e) {

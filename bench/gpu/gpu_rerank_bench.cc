@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: Apache-2.0
+// gpu_rerank_bench: end-to-end BlockRank attention inference on one GPU (Model::score_documents
+// with the CUDA kernels: layers 0..l*-1 in full, Q/K of layer l*, fused scoring), for a
+// random-weight model of Mistral-7B or Qwen2.5-0.5B shape in bf16, drawn directly on the GPU.
+// Prompt: a 64-token instruction, N documents x 128 tokens, a 32-token query block (docs/GPU.md's
+// peer prompt). Prints per N: ms/query (median after warm-ups; score_documents returns host scores,
+// so each call ends synchronised), FLOPs of the pass, achieved TFLOP/s and the share of the 790
+// TFLOP/s measured bf16 GEMM ceiling; then the attention kernel alone vs LibTorch's
+// scaled_dot_product_attention with a dense causal mask over the same sequence (flash backend),
+// timed with CUDA events.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+
+#if __has_include(<ATen/ops/scaled_dot_product_attention.h>)
+#define BLOCKRANK_HAVE_SDPA 1
+#endif
+
+#include "ranker/core/cuda_attention.h"
+#include "ranker/core/model.h"
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+constexpr double kCeilingTflops = 790.0;  // measured bf16 GEMM ceiling (docs/GPU.md)
+
+struct Flags {
+  std::string model = "mistral";
+  std::vector<int> docs = {20, 50, 100, 200, 500};
+  int doc_len = 128;
+  int instruction_len = 64;
+  int query_len = 32;
+  int layer = -1;
+  int warmup = 2;
+  int reps = 5;
+  bool kernel_bench = true;
+};
+
+blockrank::ModelConfig shape(const std::string& name) {
+  blockrank::ModelConfig c;
+  if (name == "qwen") {
+    c.arch = blockrank::Architecture::kQwen2;
+    c.vocab_size = 151936;
+    c.hidden_size = 896;
+    c.intermediate_size = 4864;
+    c.num_layers = 24;
+    c.num_heads = 14;
+    c.num_kv_heads = 2;
+    c.head_dim = 64;
+    c.rope_theta = 1000000.0;
+    c.tie_word_embeddings = true;
+    c.qkv_bias = true;
+  } else {
+    c.arch = blockrank::Architecture::kMistral;
+    c.vocab_size = 32768;
+    c.hidden_size = 4096;
+    c.intermediate_size = 14336;
+    c.num_layers = 32;
+    c.num_heads = 32;
+    c.num_kv_heads = 8;
+    c.head_dim = 128;
+    c.rope_theta = 1000000.0;
+  }
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// FLOPs of score_documents: linear layers of layers 0..l*-1 over all T tokens, BlockRank attention
+// (QKᵀ and PV over the visible pairs only), and layer l*'s Q (R rows) / K (document rows) plus the
+// scoring dot products.
+double pass_flops(const blockrank::ModelConfig& c,
+                  const blockrank::BlockLayout& layout,
+                  int layer) {
+  const double h = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const double t = static_cast<double>(layout.num_tokens());
+  const double per_token = 2.0 * (h * (qd + 2 * kvd) + qd * h + 3.0 * h * c.intermediate_size);
+  const auto& bl = layout.block_lengths;
+  const double l0 = bl.front(), lq = bl.back();
+  double pairs = l0 * (l0 + 1) / 2 + lq * (t - lq) + lq * (lq + 1) / 2;
+  for (size_t i = 1; i + 1 < bl.size(); ++i) {
+    pairs += bl[i] * l0 + bl[i] * (bl[i] + 1.0) / 2;
+  }
+  const double attn = 4.0 * c.head_dim * c.num_heads * pairs;
+  const double tdoc = t - l0 - lq;
+  const double last = 2.0 * h * (qd * 2 + kvd * tdoc) + 2.0 * 2 * c.num_heads * c.head_dim * tdoc;
+  return layer * (per_token * t + attn) + last;
+}
+
+template <typename F>
+double time_cuda_ms(F&& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) {
+    fn();
+  }
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(a, c10::cuda::getCurrentCUDAStream().stream());
+    fn();
+    cudaEventRecord(b, c10::cuda::getCurrentCUDAStream().stream());
+    cudaEventSynchronize(b);
+    float m = 0.f;
+    cudaEventElapsedTime(&m, a, b);
+    ms.push_back(m);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return median(ms);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"BlockRank rerank latency on one GPU (random weights, bf16)"};
+  app.add_option("--model", f.model, "mistral (Mistral-7B shape) or qwen (Qwen2.5-0.5B shape)")
+      ->capture_default_str();
+  app.add_option("--docs", f.docs, "Documents per query")->capture_default_str();
+  app.add_option("--doc-len", f.doc_len, "Tokens per document")->capture_default_str();
+  app.add_option("--instruction-len", f.instruction_len, "Instruction tokens")
+      ->capture_default_str();
+  app.add_option("--query-len", f.query_len, "Query block tokens")->capture_default_str();
+  app.add_option("--layer", f.layer, "Scoring layer l* (default 20 Mistral, 15 Qwen)");
+  app.add_option("--warmup", f.warmup, "Warm-up calls")->capture_default_str();
+  app.add_option("--reps", f.reps, "Timed calls (median reported)")->capture_default_str();
+  app.add_option("--kernel-bench", f.kernel_bench, "Also time attention kernel vs SDPA")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  const blockrank::ModelConfig c = shape(f.model);
+  const int layer = f.layer >= 0 ? f.layer : (f.model == "qwen" ? 15 : 20);
+  blockrank::BlockRankSettings settings;
+  settings.scoring_layer = layer;
+  blockrank::LoadOptions lo;
+  lo.device = c10::Device(c10::kCUDA, 0);
+  lo.dtype = c10::kBFloat16;
+  std::unique_ptr<blockrank::Model> model;
+  const auto t0 = std::chrono::steady_clock::now();
+  blockrank::Status s = blockrank::Model::create_random(c, settings, lo, 1, &model);
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "gpu_rerank_bench: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  cudaDeviceSynchronize();
+  std::printf("model %s: random weights on the GPU in %.1f s; kernels usable: %s\n",
+              f.model.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+              blockrank::internal::cuda_kernels_usable(lo.device, lo.dtype, c.head_dim, c.num_heads,
+                                                       c.num_kv_heads, 2)
+                  ? "yes"
+                  : "no");
+  std::printf(
+      "\n| model | l* | N | tokens | ms/query (median of %d) | min | TFLOP | TFLOP/s | %% of %.0f "
+      "|\n",
+      f.reps, kCeilingTflops);
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int n : f.docs) {
+    blockrank::BlockLayout layout;
+    layout.block_lengths.push_back(f.instruction_len);
+    for (int d = 0; d < n; ++d) {
+      layout.block_lengths.push_back(f.doc_len);
+    }
+    layout.block_lengths.push_back(f.query_len);
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < layout.num_tokens(); ++i) {
+      ids.push_back((i * 7919 + 13) % c.vocab_size);
+    }
+    std::vector<double> ms;
+    for (int rep = 0; rep < f.warmup + f.reps; ++rep) {
+      const auto a = std::chrono::steady_clock::now();
+      auto r = model->score_documents(ids, layout, layer, 2);
+      const auto b = std::chrono::steady_clock::now();
+      if (!r.is_ok()) {
+        std::fprintf(stderr, "gpu_rerank_bench: %s\n", r.status().to_string().c_str());
+        return 1;
+      }
+      if (rep >= f.warmup) {
+        ms.push_back(std::chrono::duration<double, std::milli>(b - a).count());
+      }
+    }
+    const double flops = pass_flops(c, layout, layer);
+    const double med = median(ms);
+    std::printf("| %s | %d | %d | %lld | %.1f | %.1f | %.1f | %.0f | %.0f%% |\n", f.model.c_str(),
+                layer, n, static_cast<long long>(layout.num_tokens()), med,
+                *std::min_element(ms.begin(), ms.end()), flops / 1e12, flops / med / 1e9,
+                100.0 * flops / med / 1e9 / kCeilingTflops);
+    std::fflush(stdout);
+  }
+  model.reset();
+
+  if (f.kernel_bench) {
+    c10::InferenceMode guard;
+    std::printf(
+        "\n| model | N | tokens | BlockRank kernel ms | SDPA causal (dense) ms | speed-up |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- |\n");
+    for (int n : f.docs) {
+      blockrank::BlockLayout layout;
+      layout.block_lengths.push_back(f.instruction_len);
+      for (int d = 0; d < n; ++d) {
+        layout.block_lengths.push_back(f.doc_len);
+      }
+      layout.block_lengths.push_back(f.query_len);
+      const int64_t t = layout.num_tokens();
+      const auto opt = at::TensorOptions().dtype(at::kBFloat16).device(lo.device);
+      const at::Tensor q = at::randn({t, c.num_heads, c.head_dim}, opt);
+      const at::Tensor k = at::randn({t, c.num_kv_heads, c.head_dim}, opt);
+      const at::Tensor v = at::randn({t, c.num_kv_heads, c.head_dim}, opt);
+      blockrank::internal::CudaBlockPlan plan;
+      s = blockrank::internal::make_cuda_block_plan(layout, lo.device,
+                                                    blockrank::internal::kDefaultSplitKeys, &plan);
+      if (!s.is_ok()) {
+        std::fprintf(stderr, "gpu_rerank_bench: %s\n", s.to_string().c_str());
+        return 1;
+      }
+      at::Tensor out;
+      const double ours = time_cuda_ms(
+          [&] {
+            blockrank::internal::throw_if_error(
+                blockrank::internal::cuda_block_attention(q, k, v, plan, &out));
+          },
+          3, 20);
+      double sdpa = NAN;
+#ifdef BLOCKRANK_HAVE_SDPA
+      // [1, Hq, T, D] with K/V expanded to Hq heads outside the timed region.
+      const int64_t g = c.num_heads / c.num_kv_heads;
+      const at::Tensor qs = q.permute({1, 0, 2}).unsqueeze(0).contiguous();
+      const at::Tensor ks = k.repeat_interleave(g, 1).permute({1, 0, 2}).unsqueeze(0).contiguous();
+      const at::Tensor vs = v.repeat_interleave(g, 1).permute({1, 0, 2}).unsqueeze(0).contiguous();
+      sdpa = time_cuda_ms(
+          [&] { at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, /*is_causal=*/true); }, 3,
+          20);
+#endif
+      std::printf("| %s | %d | %lld | %.3f | %.3f | %.1fx |\n", f.model.c_str(), n,
+                  static_cast<long long>(t), ours, sdpa, sdpa / ours);
+      std::fflush(stdout);
+    }
+  }
+  std::printf("\ncommand:");
+  for (int i = 0; i < argc; ++i) {
+    std::printf(" %s", argv[i]);
+  }
+  std::printf("\n");
+  return 0;
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""HF transformers peer for gpu_rerank_bench (docs/GPU.md's method): full-attention prefill of the same
+listwise prompt (64-token instruction + N docs x 128 + 32-token query) through a random-weight
+Mistral-7B- or Qwen2.5-0.5B-shaped model built from a config, SDPA attention, bf16, all layers, no LM
+head (the bare *Model), median of 5 after 2 warm-ups. Prints a Markdown table."""
+import argparse
+import statistics
+import time
+
+import torch
+import transformers
+
+
+def build(name):
+    if name == "qwen":
+        cfg = transformers.Qwen2Config(
+            vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+            num_attention_heads=14, num_key_value_heads=2, rope_theta=1e6, tie_word_embeddings=True,
+            max_position_embeddings=131072)
+        cls = transformers.Qwen2Model
+    else:
+        cfg = transformers.MistralConfig(
+            vocab_size=32768, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+            num_attention_heads=32, num_key_value_heads=8, head_dim=128, rope_theta=1e6,
+            max_position_embeddings=131072, sliding_window=None)
+        cls = transformers.MistralModel
+    cfg._attn_implementation = "sdpa"
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = cls(cfg)  # random init straight on the GPU, in bf16
+    torch.set_default_dtype(torch.float32)
+    return model.eval(), cfg
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="mistral")
+    ap.add_argument("--docs", type=int, nargs="+", default=[20, 50, 100, 200, 500])
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    model, cfg = build(a.model)
+    print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
+          f"attn={getattr(cfg, '_attn_implementation', '?')}")
+    print(f"\n| model | N | tokens | HF SDPA full prefill ms (median of {a.reps}) | min |")
+    print("| --- | --- | --- | --- | --- |")
+    for n in a.docs:
+        t = 64 + n * 128 + 32
+        ids = torch.randint(0, cfg.vocab_size, (1, t), device="cuda")
+        ms = []
+        with torch.inference_mode():
+            for rep in range(a.warmup + a.reps):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(input_ids=ids, use_cache=False)
+                torch.cuda.synchronize()
+                if rep >= a.warmup:
+                    ms.append((time.perf_counter() - t0) * 1e3)
+        print(f"| {a.model} | {n} | {t} | {statistics.median(ms):.1f} | {min(ms):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

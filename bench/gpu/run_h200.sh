@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# On the GPU machine, from the repository root, after `eval "$(bash .gpu-deps/unpack-debs.sh .gpu-deps)"`:
+# configure + build the CUDA targets, run the kernel tests (+ compute-sanitizer memcheck/racecheck on
+# the small cases), then gpu_rerank_bench and the HF peer for both model shapes in the same run.
+# Logs go to $OUT (default /tmp/out). Usage: bench/gpu/run_h200.sh [stage...] (default: all).
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+B=${BUILD_DIR:-/tmp/b}
+mkdir -p "$OUT"
+stages=${*:-"build test sanitize bench peer"}
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+date -u | tee -a "$OUT/gpu.txt"
+if [[ $stages == *build* ]]; then
+  cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBLOCKRANK_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DBLOCKRANK_TESTS=ON -DBLOCKRANK_BENCH=ON \
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" >"$OUT/configure.log" 2>&1 \
+    || { tail -40 "$OUT/configure.log"; exit 1; }
+  grep "blockrank:" "$OUT/configure.log"
+  ninja -C "$B" -j16 kernel_test gpu_rerank_bench >"$OUT/build.log" 2>&1 \
+    || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
+fi
+T="$B/tests/unit/kernels/kernel_test"
+if [[ $stages == *test* ]]; then
+  "$T" 2>&1 | tee "$OUT/kernel_test.log" | grep -E "rel_l2|OK|FAIL|PASSED|SKIP" | tail -60
+fi
+if [[ $stages == *sanitize* ]]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for tool in memcheck racecheck; do
+    timeout 240 "$CS" --tool $tool --kernel-name kns=blockrank_ "$T" --gtest_filter='*Small*' \
+      >"$OUT/sanitizer_$tool.log" 2>&1
+    echo "sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
+  done
+fi
+if [[ $stages == *bench* ]]; then
+  "$B/bench/gpu/gpu_rerank_bench" --model qwen 2>&1 | tee "$OUT/bench_qwen.log"
+  "$B/bench/gpu/gpu_rerank_bench" --model mistral 2>&1 | tee "$OUT/bench_mistral.log"
+fi
+if [[ $stages == *peer* ]]; then
+  PYTHONUNBUFFERED=1 python3 bench/gpu/hf_peer.py --model qwen 2>&1 | tee "$OUT/peer_qwen.log"
+  PYTHONUNBUFFERED=1 python3 bench/gpu/hf_peer.py --model mistral 2>&1 | tee "$OUT/peer_mistral.log"
+fi

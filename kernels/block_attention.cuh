@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+// Ragged BlockRank attention forward (BLOCKRANK.md §2.1) on packed, unpadded tokens:
+// [instruction | doc_1 | ... | doc_N | query block]. Row r of block b sees
+//   - instruction (b = 0) and query block (b = M-1): keys [0, r] (the query block's "everything
+//     before it, then itself causally" is exactly the causal prefix);
+//   - document b: the whole instruction [0, L0) and its own keys [start_b, r].
+// So every row sees at most two contiguous key ranges: [0, a_end) and [b_start, r]. The host
+// describes the work as a list of tiles (at most 64 rows of one block, a range of those keys); a
+// tile whose key range is long (the query block sees the whole sequence) is split across several
+// items writing fp32 partials (flash-decoding split-K), merged by a combine step. One launch covers
+// every document, so the cost does not grow with launches per document.
+//
+// Online softmax in fp32 (base 2), bf16 Q/K/V/O, tensor cores (mma.sync m16n8k16). GQA indexes KV
+// head h / (Hq / Hkv). A row that sees no key gets zeros, never NaN. Head dims 64 and 128.
+//
+// Host launchers only; kernels are private to block_attention.cu. No torch headers (STYLE rule 9).
+#ifndef BLOCKRANK_KERNELS_BLOCK_ATTENTION_CUH_
+#define BLOCKRANK_KERNELS_BLOCK_ATTENTION_CUH_
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace blockrank {
+namespace kernels {
+
+/// Rows per tile (one CTA of 4 warps, 16 rows each).
+constexpr int kAttentionTileRows = 64;
+
+/// One unit of work: rows [row_begin, row_end) of one block (at most kAttentionTileRows rows),
+/// against the "virtual" keys [key_begin, key_end) of the row set's visible list, where virtual key
+/// v < a_end is token v and v >= a_end is token b_start + (v - a_end) (masked causally: key <=
+/// row). partial < 0: the item covers all keys and writes the output; else it writes partial slot
+/// `partial` (fp32 unnormalised output plus max and sum per row) for the combine step.
+struct AttentionWorkItem {
+  int32_t row_begin;
+  int32_t row_end;
+  int32_t a_end;
+  int32_t b_start;
+  int32_t key_begin;
+  int32_t key_end;
+  int32_t partial;
+  int32_t pad_;
+};
+
+/// Rows [row_begin, row_end) whose output is the merge of partial slots [first_partial,
+/// first_partial + num_partials).
+struct AttentionCombineItem {
+  int32_t row_begin;
+  int32_t row_end;
+  int32_t first_partial;
+  int32_t num_partials;
+};
+
+/// Builds the work list of a layout on the host. `block_lengths` = [L0, len_1, ..., len_N, Lq]
+/// (num_blocks >= 2, all >= 1). Keys per item are capped at `split_keys` (a multiple of 64) for
+/// rows whose visible range is longer. Writes up to the returned counts into the output arrays when
+/// they are non-null; call once with nullptr to size them. Returns the number of work items;
+/// `num_combine` and `num_partials` receive the other two counts.
+int64_t build_attention_work(const int64_t* block_lengths,
+                             int64_t num_blocks,
+                             int64_t split_keys,
+                             AttentionWorkItem* items,
+                             AttentionCombineItem* combine,
+                             int64_t* num_combine,
+                             int64_t* num_partials);
+
+struct BlockAttentionParams {
+  const void*
+      q;  ///< bf16 [T, Hq, D]; element (t, h, d) at q + t*q_row_stride + h*q_head_stride + d
+  const void* k;  ///< bf16 [T, Hkv, D]
+  const void* v;  ///< bf16 [T, Hkv, D]
+  void* out;      ///< bf16 [T, Hq, D]
+  int64_t q_row_stride, q_head_stride;
+  int64_t k_row_stride, k_head_stride;
+  int64_t v_row_stride, v_head_stride;
+  int64_t out_row_stride, out_head_stride;
+  int32_t num_tokens;
+  int32_t num_heads;               ///< Hq
+  int32_t num_kv_heads;            ///< Hkv; divides Hq
+  int32_t head_dim;                ///< 64 or 128
+  float scale;                     ///< usually 1/sqrt(head_dim)
+  const AttentionWorkItem* items;  ///< device, num_items
+  int32_t num_items;
+  const AttentionCombineItem* combine;  ///< device, num_combine
+  int32_t num_combine;
+  float* partial_out;  ///< device fp32 [num_partials, Hq, 64, D] (null when num_partials == 0)
+  float* partial_ml;   ///< device fp32 [num_partials, Hq, 64, 2] (running max in log2 units, sum)
+};
+
+/// Launches the attention (and the combine when there are partials) on `stream`. Pointers and
+/// strides must be 16-byte aligned (strides multiples of 8 elements). Returns cudaErrorInvalidValue
+/// for an unsupported head_dim or inconsistent sizes, else the launch error.
+cudaError_t block_attention_forward(const BlockAttentionParams& params, cudaStream_t stream);
+
+}  // namespace kernels
+}  // namespace blockrank
+
+#endif  // BLOCKRANK_KERNELS_BLOCK_ATTENTION_CUH_

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fused BlockRank document scoring; see doc_scores.cuh. The work is tiny next to the layers below
+// l* (R = 2 rows against T_docs keys: ~1 GFLOP at 64k tokens for Mistral-7B), so the kernels use
+// plain fp32 FMAs: one thread per key, K read with 16-byte loads, the signal rows broadcast from
+// shared memory. Logits are in base-2 units (scale * log2 e) so exp2f is the only transcendental.
+#include <cmath>
+
+#include <cuda_bf16.h>
+
+#include "kernels/doc_scores.cuh"
+
+namespace blockrank {
+namespace kernels {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kKeysPerCta = 512;
+constexpr float kLog2e = 1.4426950408889634f;
+
+int num_splits(int32_t num_doc_tokens) {
+  return (num_doc_tokens + kKeysPerCta - 1) / kKeysPerCta;
+}
+
+// (max, sum of 2^(x - max)) merge; -inf maxima carry no mass.
+__device__ __forceinline__ void merge_ml(float& m, float& l, float m2, float l2) {
+  const float mx = fmaxf(m, m2);
+  if (mx == -INFINITY) {
+    return;
+  }
+  l = l * exp2f(m - mx) + l2 * exp2f(m2 - mx);
+  m = mx;
+}
+
+// acc[pair] = q_pair · k_row for `pairs` rows of q (fp32 in shared memory, D apart).
+template <int D>
+__device__ __forceinline__ void dot_rows(const __nv_bfloat16* k_row,
+                                         const float* q_smem,
+                                         int pairs,
+                                         float (&acc)[kDocScoreMaxPairs]) {
+#pragma unroll
+  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    acc[i] = 0.f;
+  }
+#pragma unroll 2
+  for (int c = 0; c < D; c += 8) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(k_row + c);
+    const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    float kf[8];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(h2[j]);
+      kf[2 * j] = f.x;
+      kf[2 * j + 1] = f.y;
+    }
+#pragma unroll
+    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+      if (i < pairs) {
+        const float* qp = q_smem + i * D + c;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          acc[i] = fmaf(qp[j], kf[j], acc[i]);
+        }
+      }
+    }
+  }
+}
+
+// Loads the q rows of heads [head_begin, head_begin + heads) as fp32 [heads * R, D] (pair = head *
+// R + row), pre-multiplied by scale * log2 e.
+template <int D>
+__device__ void load_q(const DocScoreParams& p, int head_begin, int heads, float* q_smem) {
+  const auto* q = static_cast<const __nv_bfloat16*>(p.q);
+  const float s = p.scale * kLog2e;
+  for (int i = threadIdx.x; i < heads * p.num_rows * D; i += blockDim.x) {
+    const int pair = i / D, d = i % D;
+    const int h = head_begin + pair / p.num_rows, r = pair % p.num_rows;
+    q_smem[i] = __bfloat162float(q[r * p.q_row_stride + h * p.q_head_stride + d]) * s;
+  }
+}
+
+// Pass 1: grid (splits, Hkv). Per (head, row) pair of the KV group, (max, sum) over the CTA's keys.
+template <int D>
+__global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const DocScoreParams p) {
+  __shared__ float q_smem[kDocScoreMaxPairs * D];
+  __shared__ float red[kThreads / 32][kDocScoreMaxPairs][2];
+  const int split = blockIdx.x, kv_head = blockIdx.y;
+  const int group = p.num_heads / p.num_kv_heads;
+  const int pairs = group * p.num_rows;
+  load_q<D>(p, kv_head * group, group, q_smem);
+  __syncthreads();
+  float m[kDocScoreMaxPairs], l[kDocScoreMaxPairs], acc[kDocScoreMaxPairs];
+#pragma unroll
+  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+  }
+  const auto* k = static_cast<const __nv_bfloat16*>(p.k);
+  const int end = min(p.num_doc_tokens, (split + 1) * kKeysPerCta);
+  for (int j = split * kKeysPerCta + threadIdx.x; j < end; j += kThreads) {
+    dot_rows<D>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
+#pragma unroll
+    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+      if (i < pairs) {
+        merge_ml(m[i], l[i], acc[i], 1.f);
+      }
+    }
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    if (i < pairs) {
+      for (int off = 16; off > 0; off >>= 1) {
+        merge_ml(m[i], l[i], __shfl_xor_sync(0xffffffffu, m[i], off),
+                 __shfl_xor_sync(0xffffffffu, l[i], off));
+      }
+      if (lane == 0) {
+        red[warp][i][0] = m[i];
+        red[warp][i][1] = l[i];
+      }
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < pairs) {
+    const int i = threadIdx.x;
+    float mm = -INFINITY, ll = 0.f;
+    for (int w = 0; w < kThreads / 32; ++w) {
+      merge_ml(mm, ll, red[w][i][0], red[w][i][1]);
+    }
+    // Workspace [Hq * R pairs][splits][2], pair = head * R + row.
+    const int pair = kv_head * pairs + i;
+    float* ws = p.workspace + (static_cast<int64_t>(pair) * gridDim.x + split) * 2;
+    ws[0] = mm;
+    ws[1] = ll;
+  }
+}
+
+// Combine: one thread per (head, row) pair: lse (base 2) over all splits, after the partials.
+__global__ void blockrank_doc_scores_lse(const DocScoreParams p, int splits) {
+  const int pair = blockIdx.x * blockDim.x + threadIdx.x;
+  const int pairs = p.num_heads * p.num_rows;
+  if (pair >= pairs) {
+    return;
+  }
+  float m = -INFINITY, l = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const float* ws = p.workspace + (static_cast<int64_t>(pair) * splits + s) * 2;
+    merge_ml(m, l, ws[0], ws[1]);
+  }
+  p.workspace[static_cast<int64_t>(pairs) * splits * 2 + pair] = m + log2f(l);
+}
+
+// Pass 2: grid (splits). token[j] = mean over pairs of 2^(logit - lse), all KV heads in one thread.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    blockrank_doc_scores_pass2(const DocScoreParams p, int splits) {
+  extern __shared__ float smem[];  // q [Hq * R, D], then lse [Hq * R]
+  const int group = p.num_heads / p.num_kv_heads;
+  const int pairs_per_kv = group * p.num_rows, pairs = p.num_heads * p.num_rows;
+  float* q_smem = smem;
+  float* lse = smem + pairs * D;
+  load_q<D>(p, 0, p.num_heads, q_smem);
+  const float* lse_g = p.workspace + static_cast<int64_t>(pairs) * splits * 2;
+  for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+    lse[i] = lse_g[i];
+  }
+  __syncthreads();
+  float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
+  const auto* k = static_cast<const __nv_bfloat16*>(p.k);
+  const int end = min(p.num_doc_tokens, (blockIdx.x + 1) * kKeysPerCta);
+  float acc[kDocScoreMaxPairs];
+  for (int j = blockIdx.x * kKeysPerCta + threadIdx.x; j < end; j += kThreads) {
+    float total = 0.f;
+    for (int kv = 0; kv < p.num_kv_heads; ++kv) {
+      dot_rows<D>(k + j * p.k_row_stride + kv * p.k_head_stride, q_smem + kv * pairs_per_kv * D,
+                  pairs_per_kv, acc);
+#pragma unroll
+      for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+        if (i < pairs_per_kv) {
+          total += exp2f(acc[i] - lse[kv * pairs_per_kv + i]);
+        }
+      }
+    }
+    token[j] = total / static_cast<float>(pairs);
+  }
+}
+
+// Pass 3: one warp per document sums its tokens.
+__global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits) {
+  const int doc = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (doc >= p.num_docs) {
+    return;
+  }
+  const int pairs = p.num_heads * p.num_rows;
+  const float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
+  float s = 0.f;
+  for (int j = p.doc_offsets[doc] + lane; j < p.doc_offsets[doc + 1]; j += 32) {
+    s += token[j];
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    s += __shfl_xor_sync(0xffffffffu, s, off);
+  }
+  if (lane == 0) {
+    p.scores[doc] = s;
+  }
+}
+
+template <int D>
+cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
+  const int splits = num_splits(p.num_doc_tokens);
+  const int pairs = p.num_heads * p.num_rows;
+  blockrank_doc_scores_pass1<D>
+      <<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads)), kThreads, 0,
+         stream>>>(p);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    return err;
+  }
+  blockrank_doc_scores_lse<<<(pairs + 127) / 128, 128, 0, stream>>>(p, splits);
+  if ((err = cudaGetLastError()) != cudaSuccess) {
+    return err;
+  }
+  const size_t smem = static_cast<size_t>(pairs) * (D + 1) * sizeof(float);
+  if (smem > 48 * 1024) {
+    err = cudaFuncSetAttribute(blockrank_doc_scores_pass2<D>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) {
+      return err;
+    }
+  }
+  blockrank_doc_scores_pass2<D><<<splits, kThreads, smem, stream>>>(p, splits);
+  if ((err = cudaGetLastError()) != cudaSuccess) {
+    return err;
+  }
+  blockrank_doc_scores_pass3<<<(p.num_docs + 3) / 4, 128, 0, stream>>>(p, splits);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t doc_scores_workspace_floats(int32_t num_doc_tokens, int32_t num_rows, int32_t num_heads) {
+  const size_t pairs = static_cast<size_t>(num_rows) * static_cast<size_t>(num_heads);
+  return pairs * static_cast<size_t>(num_splits(num_doc_tokens)) * 2 + pairs +
+         static_cast<size_t>(num_doc_tokens);
+}
+
+cudaError_t document_scores(const DocScoreParams& p, cudaStream_t stream) {
+  if (p.num_docs <= 0 || p.num_doc_tokens <= 0 || p.num_rows <= 0 || p.num_kv_heads <= 0 ||
+      p.num_heads % p.num_kv_heads != 0 ||
+      (p.num_heads / p.num_kv_heads) * p.num_rows > kDocScoreMaxPairs) {
+    return cudaErrorInvalidValue;
+  }
+  switch (p.head_dim) {
+    case 64:
+      return launch<64>(p, stream);
+    case 128:
+      return launch<128>(p, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace kernels
+}  // namespace blockrank

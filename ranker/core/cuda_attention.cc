@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: Apache-2.0
+// ATen <-> kernels adapter; see cuda_attention.h. Everything CUDA-specific sits behind
+// BLOCKRANK_TORCH_CUDA so the CPU build (Debian LibTorch 1.13, no CUDA) compiles the stubs only.
+#include "ranker/core/cuda_attention.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#ifdef BLOCKRANK_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "kernels/block_attention.cuh"
+#include "kernels/doc_scores.cuh"
+#endif
+
+namespace blockrank::internal {
+
+void throw_if_error(const Status& status) {
+  TORCH_CHECK(status.is_ok(), status.to_string());
+}
+
+#ifdef BLOCKRANK_TORCH_CUDA
+
+namespace {
+
+/// Wraps a CUDA runtime call or kernel launcher: a failure becomes kInternal naming the statement,
+/// file and line (STYLE.md rule 4; never exit()).
+#define BLOCKRANK_CUDA_CHECK(expr)                                                               \
+  do {                                                                                           \
+    const cudaError_t blockrank_cuda_err_ = (expr);                                              \
+    if (blockrank_cuda_err_ != cudaSuccess) {                                                    \
+      return ::blockrank::Status::internal(std::string(#expr) + " failed at " + __FILE__ + ":" + \
+                                           std::to_string(__LINE__) + ": " +                     \
+                                           cudaGetErrorString(blockrank_cuda_err_));             \
+    }                                                                                            \
+  } while (false)
+
+/// kInvalidArgument naming the tensor unless it is a CUDA tensor of `dtype` with `dims` dims and a
+/// contiguous last dim whose other strides keep 16-byte alignment (the kernels load 8 x bf16).
+Status check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dims) {
+  if (!t.defined() || !t.is_cuda()) {
+    return Status::invalid_argument(std::string(name) + ": expected a CUDA tensor");
+  }
+  if (t.scalar_type() != dtype) {
+    return Status::invalid_argument(std::string(name) + ": expected dtype " +
+                                    std::string(c10::toString(dtype)) + ", got " +
+                                    std::string(c10::toString(t.scalar_type())));
+  }
+  if (t.dim() != dims) {
+    return Status::invalid_argument(std::string(name) + ": expected " + std::to_string(dims) +
+                                    " dims, got " + std::to_string(t.dim()));
+  }
+  if (t.stride(dims - 1) != 1) {
+    return Status::invalid_argument(std::string(name) + ": last dim must be contiguous");
+  }
+  for (int64_t i = 0; i + 1 < dims; ++i) {
+    if (t.stride(i) % 8 != 0) {
+      return Status::invalid_argument(std::string(name) + ": strides must be multiples of 8");
+    }
+  }
+  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) {
+    return Status::invalid_argument(std::string(name) + ": data must be 16-byte aligned");
+  }
+  return Status::ok();
+}
+
+// A view the kernels accept: the tensor itself when aligned, else a contiguous copy.
+at::Tensor aligned(const at::Tensor& t) {
+  bool ok = t.stride(-1) == 1 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  for (int64_t i = 0; ok && i + 1 < t.dim(); ++i) {
+    ok = t.stride(i) % 8 == 0;
+  }
+  return ok ? t : t.contiguous();
+}
+
+}  // namespace
+
+bool cuda_kernels_usable(c10::Device device,
+                         c10::ScalarType dtype,
+                         int64_t head_dim,
+                         int64_t num_heads,
+                         int64_t num_kv_heads,
+                         int64_t signal_rows) {
+  return device.is_cuda() && dtype == at::kBFloat16 && (head_dim == 64 || head_dim == 128) &&
+         num_kv_heads > 0 && num_heads % num_kv_heads == 0 &&
+         (num_heads / num_kv_heads) * signal_rows <= kernels::kDocScoreMaxPairs;
+}
+
+Status make_cuda_block_plan(const BlockLayout& layout,
+                            c10::Device device,
+                            int64_t split_keys,
+                            CudaBlockPlan* plan) {
+  const auto& lengths = layout.block_lengths;
+  if (lengths.size() < 3) {
+    return Status::invalid_argument("cuda plan: need at least 3 blocks");
+  }
+  int64_t total = 0;
+  for (int64_t n : lengths) {
+    if (n < 1) {
+      return Status::invalid_argument("cuda plan: empty block");
+    }
+    total += n;
+  }
+  if (total >= (int64_t{1} << 31)) {
+    return Status::invalid_argument("cuda plan: more than 2^31 tokens");
+  }
+  const int64_t nb = static_cast<int64_t>(lengths.size());
+  int64_t num_combine = 0, num_partials = 0;
+  const int64_t num_items = kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr,
+                                                          nullptr, &num_combine, &num_partials);
+  // One pinned-free host buffer for items, combine entries and doc offsets: a single upload.
+  static_assert(sizeof(kernels::AttentionWorkItem) == 8 * sizeof(int32_t), "item layout");
+  static_assert(sizeof(kernels::AttentionCombineItem) == 4 * sizeof(int32_t), "combine layout");
+  const int64_t num_docs = nb - 2;
+  at::Tensor host = at::empty({num_items * 8 + num_combine * 4 + num_docs + 1}, at::kInt);
+  int32_t* base = host.data_ptr<int32_t>();
+  auto* items = reinterpret_cast<kernels::AttentionWorkItem*>(base);
+  auto* combine = reinterpret_cast<kernels::AttentionCombineItem*>(base + num_items * 8);
+  int32_t* offsets = base + num_items * 8 + num_combine * 4;
+  kernels::build_attention_work(lengths.data(), nb, split_keys, items, combine, &num_combine,
+                                &num_partials);
+  offsets[0] = 0;
+  for (int64_t d = 0; d < num_docs; ++d) {
+    offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
+  }
+  at::Tensor dev = host.to(device);
+  plan->items = dev.narrow(0, 0, num_items * 8);
+  plan->combine = dev.narrow(0, num_items * 8, num_combine * 4);
+  plan->doc_offsets = dev.narrow(0, num_items * 8 + num_combine * 4, num_docs + 1);
+  plan->num_items = num_items;
+  plan->num_combine = num_combine;
+  plan->num_partials = num_partials;
+  plan->num_tokens = total;
+  plan->num_docs = num_docs;
+  plan->first_doc_token = lengths.front();
+  plan->num_doc_tokens = offsets[num_docs];
+  return Status::ok();
+}
+
+Status cuda_block_attention(const at::Tensor& q_in,
+                            const at::Tensor& k_in,
+                            const at::Tensor& v_in,
+                            const CudaBlockPlan& plan,
+                            at::Tensor* out) {
+  const at::Tensor q = aligned(q_in), k = aligned(k_in), v = aligned(v_in);
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(q, "q", at::kBFloat16, 3));
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(k, "k", at::kBFloat16, 3));
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(v, "v", at::kBFloat16, 3));
+  const int64_t t = q.size(0), hq = q.size(1), d = q.size(2), hkv = k.size(1);
+  if (t != plan.num_tokens || k.size(0) != t || v.size(0) != t || v.size(1) != hkv ||
+      k.size(2) != d || v.size(2) != d || hkv < 1 || hq % hkv != 0) {
+    return Status::invalid_argument(
+        "cuda_block_attention: q [T, Hq, D], k/v [T, Hkv, D] with T = " +
+        std::to_string(plan.num_tokens) + " and Hkv dividing Hq");
+  }
+  if (d != 64 && d != 128) {
+    return Status::invalid_argument("cuda_block_attention: head_dim must be 64 or 128, got " +
+                                    std::to_string(d));
+  }
+  if (q.device() != k.device() || q.device() != v.device() || q.device() != plan.items.device()) {
+    return Status::invalid_argument("cuda_block_attention: tensors on different devices");
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  at::Tensor o = at::empty({t, hq, d}, q.options());
+  at::Tensor partial_out, partial_ml;
+  if (plan.num_partials > 0) {
+    const auto f32 = q.options().dtype(at::kFloat);
+    partial_out = at::empty({plan.num_partials, hq, kernels::kAttentionTileRows, d}, f32);
+    partial_ml = at::empty({plan.num_partials, hq, kernels::kAttentionTileRows, 2}, f32);
+  }
+  kernels::BlockAttentionParams p{};
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.out = o.data_ptr();
+  p.q_row_stride = q.stride(0);
+  p.q_head_stride = q.stride(1);
+  p.k_row_stride = k.stride(0);
+  p.k_head_stride = k.stride(1);
+  p.v_row_stride = v.stride(0);
+  p.v_head_stride = v.stride(1);
+  p.out_row_stride = o.stride(0);
+  p.out_head_stride = o.stride(1);
+  p.num_tokens = static_cast<int32_t>(t);
+  p.num_heads = static_cast<int32_t>(hq);
+  p.num_kv_heads = static_cast<int32_t>(hkv);
+  p.head_dim = static_cast<int32_t>(d);
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  p.items = reinterpret_cast<const kernels::AttentionWorkItem*>(plan.items.data_ptr<int32_t>());
+  p.num_items = static_cast<int32_t>(plan.num_items);
+  p.combine =
+      reinterpret_cast<const kernels::AttentionCombineItem*>(plan.combine.data_ptr<int32_t>());
+  p.num_combine = static_cast<int32_t>(plan.num_combine);
+  p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
+  p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
+  BLOCKRANK_CUDA_CHECK(
+      kernels::block_attention_forward(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
+  *out = o.view({t, hq * d});
+  return Status::ok();
+}
+
+Status cuda_document_scores(const at::Tensor& q_in,
+                            const at::Tensor& k_in,
+                            const CudaBlockPlan& plan,
+                            at::Tensor* scores) {
+  const at::Tensor q = aligned(q_in), k = aligned(k_in);
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(q, "q", at::kBFloat16, 3));
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(k, "k_docs", at::kBFloat16, 3));
+  const int64_t r = q.size(0), hq = q.size(1), d = q.size(2), hkv = k.size(1);
+  if (k.size(0) != plan.num_doc_tokens || k.size(2) != d || hkv < 1 || hq % hkv != 0) {
+    return Status::invalid_argument(
+        "cuda_document_scores: q [R, Hq, D], k_docs [T_docs, Hkv, D] with T_docs = " +
+        std::to_string(plan.num_doc_tokens));
+  }
+  if (!cuda_kernels_usable(q.device(), q.scalar_type(), d, hq, hkv, r)) {
+    return Status::invalid_argument(
+        "cuda_document_scores: needs head_dim 64/128 and (Hq/Hkv) * R <= 32");
+  }
+  if (q.device() != k.device() || q.device() != plan.doc_offsets.device()) {
+    return Status::invalid_argument("cuda_document_scores: tensors on different devices");
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  const auto f32 = q.options().dtype(at::kFloat);
+  at::Tensor ws = at::empty({static_cast<int64_t>(kernels::doc_scores_workspace_floats(
+                                static_cast<int32_t>(plan.num_doc_tokens), static_cast<int32_t>(r),
+                                static_cast<int32_t>(hq)))},
+                            f32);
+  at::Tensor s = at::empty({plan.num_docs}, f32);
+  kernels::DocScoreParams p{};
+  p.q = q.data_ptr();
+  p.q_row_stride = q.stride(0);
+  p.q_head_stride = q.stride(1);
+  p.k = k.data_ptr();
+  p.k_row_stride = k.stride(0);
+  p.k_head_stride = k.stride(1);
+  p.doc_offsets = plan.doc_offsets.data_ptr<int32_t>();
+  p.num_docs = static_cast<int32_t>(plan.num_docs);
+  p.num_doc_tokens = static_cast<int32_t>(plan.num_doc_tokens);
+  p.num_rows = static_cast<int32_t>(r);
+  p.num_heads = static_cast<int32_t>(hq);
+  p.num_kv_heads = static_cast<int32_t>(hkv);
+  p.head_dim = static_cast<int32_t>(d);
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  p.workspace = ws.data_ptr<float>();
+  p.scores = s.data_ptr<float>();
+  BLOCKRANK_CUDA_CHECK(
+      kernels::document_scores(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
+  *scores = s;
+  return Status::ok();
+}
+
+#else  // !BLOCKRANK_TORCH_CUDA
+
+bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t, int64_t) {
+  return false;
+}
+
+Status make_cuda_block_plan(const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+Status cuda_block_attention(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const CudaBlockPlan&, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+Status cuda_document_scores(const at::Tensor&,
+                            const at::Tensor&,
+                            const CudaBlockPlan&,
+                            at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+#endif  // BLOCKRANK_TORCH_CUDA
+
+}  // namespace blockrank::internal

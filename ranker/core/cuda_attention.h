@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// Adapter between ATen tensors and the CUDA kernels of kernels/ (block_attention, doc_scores):
+// checks devices, dtypes, shapes and strides, builds the per-prompt work list once, and launches on
+// the current CUDA stream. Compiled to stubs (cuda_kernels_usable() == false) unless the build has
+// the kernels and a CUDA LibTorch (BLOCKRANK_TORCH_CUDA). Internal header (ATen types).
+//
+// Thread-safety: the functions are reentrant; a CudaBlockPlan is immutable once built.
+#ifndef BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_
+#define BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "blockrank/status.h"
+#include "ranker/core/model.h"
+
+namespace blockrank::internal {
+
+/// The kernels' view of one BlockRank layout, on the device: built once per prompt and reused by
+/// every layer (one host-to-device copy instead of per-layer or per-document work).
+struct CudaBlockPlan {
+  at::Tensor items;        ///< int32 [num_items, 8] (kernels::AttentionWorkItem)
+  at::Tensor combine;      ///< int32 [num_combine, 4] (kernels::AttentionCombineItem)
+  at::Tensor doc_offsets;  ///< int32 [N + 1], relative to the first document token
+  int64_t num_items = 0;
+  int64_t num_combine = 0;
+  int64_t num_partials = 0;
+  int64_t num_tokens = 0;
+  int64_t num_docs = 0;
+  int64_t first_doc_token = 0;  ///< L0
+  int64_t num_doc_tokens = 0;
+};
+
+/// Keys per split-K item for rows whose visible range is longer (the query block). 1024 keys (16
+/// tiles) keeps the query block's work spread over ~T/1024 CTAs per head while the merge stays
+/// cheap. Default of make_cuda_block_plan().
+constexpr int64_t kDefaultSplitKeys = 1024;
+
+/// True when this build has the kernels and a model computing in `dtype` on `device` with these
+/// head shapes can use them: CUDA, bf16, head_dim 64 or 128, (Hq / Hkv) * signal_rows <= 32.
+bool cuda_kernels_usable(c10::Device device,
+                         c10::ScalarType dtype,
+                         int64_t head_dim,
+                         int64_t num_heads,
+                         int64_t num_kv_heads,
+                         int64_t signal_rows);
+
+/// Builds the plan of `layout` on `device`. kUnimplemented without the kernels; kInvalidArgument
+/// for a layout with fewer than 3 blocks, an empty block or more than 2^31 tokens.
+Status make_cuda_block_plan(const BlockLayout& layout,
+                            c10::Device device,
+                            int64_t split_keys,
+                            CudaBlockPlan* plan);
+
+/// BlockRank attention of q [T, Hq, D], k and v [T, Hkv, D] (bf16, CUDA, last dim contiguous) for
+/// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,
+/// devices), kInternal (a CUDA error, naming the call, file and line).
+Status cuda_block_attention(const at::Tensor& q,
+                            const at::Tensor& k,
+                            const at::Tensor& v,
+                            const CudaBlockPlan& plan,
+                            at::Tensor* out);
+
+/// Document scores (BLOCKRANK.md §3.2 steps 2-4) of the signal rows q [R, Hq, D] against the
+/// document keys k [T_docs, Hkv, D]; `scores` gets [N] fp32 on the device. Errors as above.
+Status cuda_document_scores(const at::Tensor& q,
+                            const at::Tensor& k_docs,
+                            const CudaBlockPlan& plan,
+                            at::Tensor* scores);
+
+/// For ATen-style call sites (model.cc's forward pass, which reports c10::Error): throws a
+/// c10::Error carrying the Status text unless `status` is ok.
+void throw_if_error(const Status& status);
+
+}  // namespace blockrank::internal
+
+#endif  // BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_

@@ -45,6 +45,7 @@ void add_all_commands(CLI::App& app, CommandContext& ctx, int argc, char** argv)
   add_eval_command(app, ctx);
   add_serve_command(app, ctx);
   add_tokenize_command(app, ctx);
+  add_cache_command(app, ctx);
   // The first non-option argument names the subcommand.
   const char* wanted = nullptr;
   for (int i = 1; i < argc; ++i) {

@@ -12,6 +12,7 @@ void add_search_command(CLI::App& app, CommandContext& ctx);
 void add_eval_command(CLI::App& app, CommandContext& ctx);
 void add_serve_command(CLI::App& app, CommandContext& ctx);
 void add_tokenize_command(CLI::App& app, CommandContext& ctx);
+void add_cache_command(CLI::App& app, CommandContext& ctx);  // ranker/kv_cache
 void add_forward_command(CLI::App& app, CommandContext& ctx);  // ranker/core (LibTorch builds only)
 
 /// Commands that need LibTorch; defined in the torch module (torch_module.cc).

@@ -100,7 +100,7 @@ td,th{border-bottom:1px solid #ddd;padding:.4rem;vertical-align:top;text-align:l
 <script>
 const f=document.getElementById('f'),tb=document.querySelector('#results tbody'),st=document.getElementById('status');
 function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
-f.addEventListener('submit',async e=>{e.preventDefault();
+async function run(){
  const body={query:document.getElementById('q').value,k:10,rerank:document.getElementById('rr').checked};
  st.textContent='searching…';tb.innerHTML='';
  try{const r=await fetch('/v1/search',{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify(body)});
@@ -109,7 +109,10 @@ f.addEventListener('submit',async e=>{e.preventDefault();
   for(const h of j.results){const d=h.bm25_rank-h.rank;const cls=d>0?'up':(d<0?'down':'muted');
    tb.insertAdjacentHTML('beforeend','<tr class="hit"><td class="rank">'+h.rank+'</td><td class="rank '+cls+'">'+h.bm25_rank+
    '</td><td><b>'+esc(h.title||h.doc_id)+'</b> <span class="muted">'+esc(h.doc_id)+'</span><br>'+esc(h.snippet)+'</td><td>'+h.score.toPrecision(4)+'</td></tr>');}
- }catch(err){st.textContent='error: '+err;}});
+ }catch(err){st.textContent='error: '+err;}}
+f.addEventListener('submit',e=>{e.preventDefault();run();});
+// /?q=words searches at once (bookmarkable, and how the headless-browser test drives the page).
+const q0=new URLSearchParams(location.search).get('q');if(q0){document.getElementById('q').value=q0;run();}
 </script></body></html>
 )HTML";
   return kPage;

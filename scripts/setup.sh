@@ -10,13 +10,17 @@ PKGS=(
   libtorch-dev libopenblas0-pthread libpcre2-dev libutf8proc-dev zlib1g-dev
   libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 nodejs npm curl wrk
+  python3 curl wrk clang-14 libclang-rt-14-dev chromium
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (test references only) may come from outside Debian's packages; check the commands.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PKGS[@]} packages already installed"
   exit 0

@@ -35,7 +35,7 @@ Status open_store(const CacheArgs& args,
 
 Status run_stats(const CacheArgs& args, const std::shared_ptr<Logger>& logger) {
   std::unique_ptr<KvCache> cache;
-  BLOCKRANK_RETURN_IF_ERROR(open_store(args, Logger::null_logger(), &cache));
+  BLOCKRANK_RETURN_IF_ERROR(open_store(args, logger, &cache));
   const KvCacheStats st = cache->stats();
   std::printf("kv_cache_dir: %s\n", args.kv_cache_dir.c_str());
   std::printf("disk_entries: %" PRIu64 "\n", st.disk_entries);

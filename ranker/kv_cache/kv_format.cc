@@ -141,9 +141,12 @@ KvTensorHeader kv_expected_header(const KvModelFingerprint& fp, int32_t num_toke
   return header;
 }
 
-void kv_write_header(const KvTensorHeader& header, const KvDigest& key, std::string* value) {
-  char* p = value->data();
-  std::memset(p, 0, kKvValueHeaderSize);
+std::string kv_encode_header(const KvTensorHeader& header,
+                             const KvDigest& key,
+                             const uint8_t* payload,
+                             size_t payload_size) {
+  std::string out(kKvValueHeaderSize, '\0');
+  char* p = out.data();
   put_u32(p + kOffMagic, kKvValueMagic);
   put_u16(p + kOffVersion, kKvValueFormatVersion);
   p[kOffDtype] = static_cast<char>(header.dtype);
@@ -151,11 +154,18 @@ void kv_write_header(const KvTensorHeader& header, const KvDigest& key, std::str
   put_u32(p + kOffHeads, static_cast<uint32_t>(header.num_kv_heads));
   put_u32(p + kOffHeadDim, static_cast<uint32_t>(header.head_dim));
   put_u32(p + kOffTokens, static_cast<uint32_t>(header.num_tokens));
-  const uint64_t payload_size = value->size() - kKvValueHeaderSize;
   put_u64(p + kOffPayloadSize, payload_size);
   std::memcpy(p + kOffKey, key.data(), key.size());
-  put_u64(p + kOffPayloadHash, kv_xxh64(p + kKvValueHeaderSize, payload_size, kChecksumSeed));
+  put_u64(p + kOffPayloadHash, kv_xxh64(payload, payload_size, kChecksumSeed));
   put_u64(p + kOffHeaderHash, kv_xxh64(p, kOffHeaderHash, kChecksumSeed));
+  return out;
+}
+
+void kv_write_header(const KvTensorHeader& header, const KvDigest& key, std::string* value) {
+  const std::string encoded = kv_encode_header(
+      header, key, reinterpret_cast<const uint8_t*>(value->data()) + kKvValueHeaderSize,
+      value->size() - kKvValueHeaderSize);
+  std::memcpy(value->data(), encoded.data(), kKvValueHeaderSize);
 }
 
 Status kv_check_value(const char* data,

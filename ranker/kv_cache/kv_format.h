@@ -55,6 +55,11 @@ std::vector<std::pair<int32_t, KvDigest>> kv_candidate_keys(const KvDigest& seed
 /// The header a value of `num_tokens` tokens must have under `fingerprint`.
 KvTensorHeader kv_expected_header(const KvModelFingerprint& fingerprint, int32_t num_tokens);
 
+/// The 80-byte header of a value whose payload is `payload_size` bytes at `payload`.
+std::string kv_encode_header(const KvTensorHeader& header,
+                             const KvDigest& key,
+                             const uint8_t* payload,
+                             size_t payload_size);
 /// Writes the header for `payload` (already at value[kKvValueHeaderSize..]) into value[0..80).
 void kv_write_header(const KvTensorHeader& header, const KvDigest& key, std::string* value);
 /// Checks a stored value against the key it was read under and the header it must have; returns

@@ -14,7 +14,19 @@
 // stored at a block boundary (the fixed instruction text, cut down to a multiple of B) hits for
 // every prompt that starts with it, and a whole prefix stored as is (instruction + query) hits when
 // the same prompt comes again. Each entry holds the K/V of all its tokens (one read per hit, no
-// gather across blocks); see docs in kv_cache.cc for why entries are per prefix, not per block.
+// gather across blocks); kv_cache.cc says why entries are per prefix, not per block.
+//
+// How the ranker is meant to use it (per request, prefix = the prompt tokens before the first
+// document block, K/V of layers 0..l*):
+//   1. lookup(fp, prefix, &r). r.num_tokens == prefix.size(): skip the prefix forward and use
+//      r.value as past K/V. 0 < r.num_tokens < prefix.size(): run the prefix forward only for
+//      tokens [r.num_tokens, n) with r.value as past K/V. Miss: run it all.
+//   2. After computing, put(fp, prefix, all K/V), and once per instruction text
+//      put(fp, first block_aligned_length(instruction length) tokens, that slice of the K/V),
+//      so new queries hit the instruction part.
+// The payload layout is fixed (see KvTensorHeader): the first t tokens of a stored value are
+// narrow(/*dim=*/3, 0, t).contiguous() of its [layers, 2, heads, tokens, dim] tensor; causal
+// attention makes them equal to the K/V of those t tokens alone.
 //
 // Failure model: a cache miss is a value, not an error. A corrupt, truncated or mismatched entry on
 // disk is dropped and reported as a miss (warning + stats().corruptions). If RocksDB cannot be

@@ -22,6 +22,7 @@ struct TorchCommand {
 // loading LibTorch.
 constexpr TorchCommand kTorchCommands[] = {
     {"forward", "Run a model forward pass and dump logits/hidden states/attention (parity checks)"},
+    {"rerank", "Rerank candidate documents with a BlockRank model and report nDCG@10/P@1/MRR@10"},
 };
 
 // Loads the LibTorch module and lets it register the real subcommands.

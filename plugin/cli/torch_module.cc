@@ -15,6 +15,7 @@ namespace blockrank {
 
 void add_torch_commands(CLI::App& app, CommandContext& ctx) {
   add_forward_command(app, ctx);
+  add_rerank_command(app, ctx);
 }
 
 }  // namespace blockrank

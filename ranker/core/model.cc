@@ -2,6 +2,7 @@
 // Weight loading and the forward pass. See model.h for the attention layouts and conventions.
 #include "ranker/core/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -385,6 +386,8 @@ struct Model::Impl {
     int64_t signal_rows = 2;
     // Set (with an empty segment plan) when the CUDA kernels run the ragged attention in one launch.
     const internal::CudaBlockPlan* cuda_plan = nullptr;
+    at::Tensor* keys = nullptr;    // [T, Hkv, D] rotated K, for the decoding KV cache
+    at::Tensor* values = nullptr;  // [T, Hkv, D]
   };
 
   at::Tensor layer_forward(const LayerWeights& w,
@@ -398,6 +401,10 @@ struct Model::Impl {
     at::Tensor q = project(h, w.q_w, w.q_b, w.q_norm, config.num_heads, cos, sin);
     at::Tensor k = project(h, w.k_w, w.k_b, w.k_norm, config.num_kv_heads, cos, sin);
     at::Tensor v = at::linear(h, w.v_w, w.v_b).view({t, config.num_kv_heads, config.head_dim});
+    if (cap.keys != nullptr) {
+      *cap.keys = k;
+      *cap.values = v;
+    }
     at::Tensor out = at::empty({t, config.num_heads * config.head_dim}, x.options());
     for (const Segment& seg : plan) {
       const int64_t rows = seg.row_end - seg.row_begin;
@@ -422,10 +429,41 @@ struct Model::Impl {
     if (cap.scores != nullptr) {
       *cap.scores = layout_scores(q, k, *cap.layout, cap.signal_rows);
     }
-    at::Tensor y = x + at::linear(out, w.o_w, w.o_b);
+    return mlp_block(w, x + at::linear(out, w.o_w, w.o_b));
+  }
+
+  // The post-attention half of a decoder layer: y + MLP(norm(y)).
+  at::Tensor mlp_block(const LayerWeights& w, const at::Tensor& y) const {
     at::Tensor h2 = rms_norm(y, w.post_norm);
     at::Tensor act = at::silu(at::linear(h2, w.gate_w, w.gate_b)) * at::linear(h2, w.up_w, w.up_b);
     return y + at::linear(act, w.down_w, w.down_b);
+  }
+
+  // One decoding step of one layer for a single new token x [1, hidden] at the rotary tables
+  // cos/sin [1, D]: appends its K/V to the cache and attends to the whole cache. The token is the
+  // last of the query block, which sees every earlier token (§2.1), so no mask is needed.
+  at::Tensor decode_layer(const LayerWeights& w,
+                          const at::Tensor& x,
+                          const at::Tensor& cos,
+                          const at::Tensor& sin,
+                          at::Tensor* keys,
+                          at::Tensor* values) const {
+    at::Tensor h = rms_norm(x, w.input_norm);
+    at::Tensor q = project(h, w.q_w, w.q_b, w.q_norm, config.num_heads, cos, sin);
+    at::Tensor k = project(h, w.k_w, w.k_b, w.k_norm, config.num_kv_heads, cos, sin);
+    at::Tensor v = at::linear(h, w.v_w, w.v_b).view({1, config.num_kv_heads, config.head_dim});
+    *keys = at::cat({*keys, k}, 0);
+    *values = at::cat({*values, v}, 0);
+    at::Tensor all =
+        at::ones({1, keys->size(0)}, at::TensorOptions().dtype(at::kBool)).to(options.device);
+    at::Tensor o = attend(q, *keys, *values, all, nullptr);
+    return mlp_block(w, x + at::linear(o, w.o_w, w.o_b));
+  }
+
+  // Greedy next token from the last row of the residual stream x [T, hidden].
+  int64_t next_token(const at::Tensor& x) const {
+    at::Tensor last = rms_norm(x.narrow(0, x.size(0) - 1, 1), final_norm);
+    return at::linear(last, lm_head).to(at::kFloat).argmax(-1).item<int64_t>();
   }
 
   // Scores from rotated q [T, Hq, D] and k [T, Hkv, D]: signal rows = last R tokens; document
@@ -798,6 +836,77 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     return Status::internal(std::string("score_documents: ") + e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
     return Status::resource_exhausted("score_documents: out of memory");
+  }
+}
+
+StatusOr<GenerateResult> Model::generate(const std::vector<int64_t>& ids,
+                                         const BlockLayout& layout,
+                                         const GenerateRequest& req) const {
+  BLOCKRANK_RETURN_IF_ERROR(impl_->check_ids(ids));
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const bool want_scores = req.scoring_layer >= 0;
+  BLOCKRANK_RETURN_IF_ERROR(layout.validate(t, want_scores ? req.signal_rows : 0));
+  if (req.scoring_layer >= impl_->config.num_layers) {
+    return Status::invalid_argument("scoring layer " + std::to_string(req.scoring_layer) +
+                                    " outside [0, " + std::to_string(impl_->config.num_layers) +
+                                    ")");
+  }
+  if (req.max_new_tokens < 0) {
+    return Status::invalid_argument("max_new_tokens must be >= 0");
+  }
+  try {
+    c10::InferenceMode guard;
+    const Impl& m = *impl_;
+    GenerateResult r;
+    at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
+    auto [cos, sin] = m.rope_tables(pos);
+    const std::vector<Segment> plan = blockrank_plan(layout, m.options.device);
+    const size_t num_layers = m.layers.size();
+    std::vector<at::Tensor> keys(num_layers), values(num_layers);
+    at::Tensor x = m.embed_ids(ids);
+    for (size_t l = 0; l < num_layers; ++l) {
+      Impl::LayerCapture cap;
+      cap.keys = &keys[l];
+      cap.values = &values[l];
+      at::Tensor scores;
+      if (want_scores && static_cast<int64_t>(l) == req.scoring_layer) {
+        cap.scores = &scores;
+        cap.layout = &layout;
+        cap.signal_rows = req.signal_rows;
+      }
+      x = m.layer_forward(m.layers[l], x, cos, sin, plan, cap);
+      if (cap.scores != nullptr) {
+        at::Tensor s = scores.to(at::kCPU, at::kFloat).contiguous();
+        r.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+      }
+    }
+    if (req.max_new_tokens == 0) {
+      return r;
+    }
+    std::vector<int64_t> stop = req.stop_ids;
+    std::sort(stop.begin(), stop.end());
+    int64_t next = m.next_token(x);
+    // Generated tokens continue the query block's positions: offset + Lq, offset + Lq + 1, ...
+    int64_t position = layout.query_position_offset + layout.block_lengths.back();
+    while (true) {
+      r.tokens.push_back(next);
+      if (static_cast<int64_t>(r.tokens.size()) >= req.max_new_tokens ||
+          std::binary_search(stop.begin(), stop.end(), next)) {
+        break;
+      }
+      auto [c1, s1] = m.rope_tables(at::tensor({position}, at::kLong).to(m.options.device));
+      at::Tensor xt = m.embed_ids({next});
+      for (size_t l = 0; l < num_layers; ++l) {
+        xt = m.decode_layer(m.layers[l], xt, c1, s1, &keys[l], &values[l]);
+      }
+      next = m.next_token(xt);
+      ++position;
+    }
+    return r;
+  } catch (const c10::Error& e) {
+    return Status::internal(std::string("generate: ") + e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return Status::resource_exhausted("generate: out of memory");
   }
 }
 

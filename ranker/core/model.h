@@ -68,6 +68,23 @@ struct ForwardRequest {
   int64_t signal_rows = 2;
 };
 
+/// What generate() should do: greedy decoding after a BlockRank prompt (BLOCKRANK.md §4.2).
+struct GenerateRequest {
+  /// Tokens generated at most. Default: 16.
+  int64_t max_new_tokens = 16;
+  /// Generation stops after emitting any of these ids (e.g. EOS and every token containing "]").
+  std::vector<int64_t> stop_ids;
+  /// When in [0, num_layers): also return the attention scores of this layer (§4.1) from the
+  /// prompt pass, at no extra cost. Default: -1 (none).
+  int64_t scoring_layer = -1;
+  int64_t signal_rows = 2;
+};
+
+struct GenerateResult {
+  std::vector<int64_t> tokens;  ///< generated ids (a stop id included when one ended it)
+  std::vector<float> scores;    ///< [N] document scores when requested, else empty
+};
+
 struct ForwardResult {
   at::Tensor logits;
   std::vector<at::Tensor> hidden;
@@ -123,6 +140,14 @@ class Model {
                                                const BlockLayout& layout,
                                                int64_t layer,
                                                int64_t signal_rows) const;
+
+  /// Greedy decoding continuing the BlockRank prompt `input_ids` (§4.2): the prompt runs once
+  /// with BlockRank attention, keeping every layer's K/V; each generated token belongs to the
+  /// query block, so it attends to all earlier tokens and takes the next query-block position
+  /// (offset + Lq, offset + Lq + 1, ...). kInvalidArgument as score_documents().
+  StatusOr<GenerateResult> generate(const std::vector<int64_t>& input_ids,
+                                    const BlockLayout& layout,
+                                    const GenerateRequest& request) const;
 
   struct Impl;
 

@@ -71,6 +71,24 @@ Status Ranker::score(const RankerInput& input, std::vector<float>* scores) const
   return Status::ok();
 }
 
+Status Ranker::generate(const RankerInput& input,
+                        const RankerGenerateOptions& options,
+                        RankerGeneration* out) const {
+  BlockLayout layout;
+  layout.block_lengths.assign(input.block_lengths.begin(), input.block_lengths.end());
+  layout.query_position_offset = impl_->settings.query_position_offset;
+  GenerateRequest req;
+  req.max_new_tokens = options.max_new_tokens;
+  req.stop_ids.assign(options.stop_ids.begin(), options.stop_ids.end());
+  req.scoring_layer = options.scores ? impl_->settings.scoring_layer : -1;
+  req.signal_rows = impl_->settings.signal_rows;
+  std::vector<int64_t> ids(input.input_ids.begin(), input.input_ids.end());
+  BLOCKRANK_ASSIGN_OR_RETURN(GenerateResult r, impl_->model->generate(ids, layout, req));
+  out->tokens.assign(r.tokens.begin(), r.tokens.end());
+  out->scores = std::move(r.scores);
+  return Status::ok();
+}
+
 const ModelConfig& Ranker::config() const {
   return impl_->model->config();
 }

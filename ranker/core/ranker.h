@@ -40,6 +40,21 @@ struct RankerInput {
   std::vector<int32_t> block_lengths;
 };
 
+/// Greedy decoding after the prompt (BLOCKRANK.md §4.2).
+struct RankerGenerateOptions {
+  /// Tokens generated at most. Default: 16.
+  int32_t max_new_tokens = 16;
+  /// Generation stops after any of these ids.
+  std::vector<int32_t> stop_ids;
+  /// Also compute the attention scores (§4.1) from the prompt pass. Default: true.
+  bool scores = true;
+};
+
+struct RankerGeneration {
+  std::vector<int32_t> tokens;  ///< generated ids, a final stop id included
+  std::vector<float> scores;    ///< as score() when requested, else empty
+};
+
 class Ranker {
  public:
   ~Ranker();
@@ -59,6 +74,13 @@ class Ranker {
   /// query block shorter than the signal rows. Blocks are used as given: call truncate_blocks()
   /// first to apply §1.4's truncation.
   Status score(const RankerInput& input, std::vector<float>* scores) const;
+
+  /// Greedy decoding continuing `input` (which ends with the completion's "["): the prompt runs
+  /// once with BlockRank attention and a KV cache; generated tokens belong to the query block
+  /// (they see every earlier token; positions continue after it). Same errors as score().
+  Status generate(const RankerInput& input,
+                  const RankerGenerateOptions& options,
+                  RankerGeneration* out) const;
 
   const ModelConfig& config() const;
   /// blockrank.json with the options' overrides applied.

@@ -26,7 +26,7 @@ echo "| connections | requests/s | p50 ms | p99 ms | requests | socket errors | 
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for c in ${CONCURRENCY:-1 8 32 128}; do
   t=$(( c < 2 ? 1 : 2 ))
-  out=$(wrk -t"$t" -c"$c" -d"${dur}s" --latency -s "$root/bench/http/search.lua" "http://127.0.0.1:$port" 2>&1 | grep RESULT)
+  out=$(wrk -t"$t" -c"$c" -d"${dur}s" --timeout 60s --latency -s "$root/bench/http/search.lua" "http://127.0.0.1:$port" 2>&1 | grep RESULT)
   eval "$(echo "$out" | sed 's/RESULT //')"
   echo "| $c | $rps | $p50_ms | $p99_ms | $requests | $errors | $non2xx | $(( $(rss) / 1024 )) |"
 done

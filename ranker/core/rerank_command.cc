@@ -267,7 +267,8 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   int64_t prompt_tokens = 0;
   double prompt_seconds = 0, model_seconds = 0;
   const auto start = std::chrono::steady_clock::now();
-  for (QueryRecord& rec : records) {
+  for (size_t record = 0; record < records.size(); ++record) {
+    QueryRecord& rec = records[record];
     if (flags.candidates > 0 && rec.documents.size() > static_cast<size_t>(flags.candidates)) {
       rec.documents.resize(static_cast<size_t>(flags.candidates));
     }
@@ -278,7 +279,8 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
     RerankOptions opts;
     opts.mode = mode;
     if (flags.shuffle_seed >= 0) {
-      opts.shuffle_seed = static_cast<uint64_t>(flags.shuffle_seed);
+      // seed + record number, as upstream seeds each example (dataset_seed + index, §1.7).
+      opts.shuffle_seed = static_cast<uint64_t>(flags.shuffle_seed) + record;
     }
     Reranking r;
     Status s = reranker->rerank(rec.query, rec.documents, opts, &r);
@@ -393,7 +395,8 @@ void add_rerank_command(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--max-new-tokens", flags->max_new_tokens, "Decode mode: tokens generated")
       ->capture_default_str();
   cmd->add_option("--shuffle-seed", flags->shuffle_seed,
-                  "Shuffle the candidates with this seed before numbering them (-1 = no shuffle)")
+                  "Shuffle each query's candidates with seed + record number before numbering "
+                  "them (-1 = no shuffle)")
       ->capture_default_str();
   cmd->callback([flags, &ctx]() {
     RerankFlags f = *flags;

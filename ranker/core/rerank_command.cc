@@ -12,6 +12,7 @@
 //    score}]} (e.g. msmarco-dl19/retrieve_results_dl19.json); hits keep their file order.
 // Every malformed record is reported as "file:line: what is wrong" (exit code 2).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>

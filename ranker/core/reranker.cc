@@ -4,6 +4,7 @@
 #include "ranker/core/reranker.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <numeric>
 #include <random>

@@ -52,14 +52,15 @@ ModelConfig tiny_config(int64_t vocab) {
 
 // Writes a random Mistral-shaped model (config.json, model.safetensors, blockrank.json) with the
 // llama2 reference tokenizer into `dir`; false when the tokenizer cache is absent.
-bool write_tiny_model(const std::string& dir) {
+bool write_tiny_model(const std::string& dir, int64_t vocab = 32000) {
   const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
   if (!fs::exists(tok)) {
     return false;
   }
   fs::create_directories(dir);
   fs::copy_file(tok, dir + "/tokenizer.json", fs::copy_options::overwrite_existing);
-  testing::write_text(dir + "/config.json", R"({"model_type": "mistral", "vocab_size": 32000,
+  testing::write_text(dir + "/config.json",
+                      R"({"model_type": "mistral", "vocab_size": )" + std::to_string(vocab) + R"(,
     "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "head_dim": 8, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
     "tie_word_embeddings": false, "sliding_window": null, "eos_token_id": 2})");
@@ -68,8 +69,8 @@ bool write_tiny_model(const std::string& dir) {
   at::manual_seed(7);
   std::vector<std::pair<std::string, at::Tensor>> w;
   auto mat = [](int64_t r, int64_t c) { return at::randn({r, c}) / std::sqrt(double(c)); };
-  w.emplace_back("model.embed_tokens.weight", at::randn({32000, 32}));
-  w.emplace_back("lm_head.weight", mat(32000, 32));
+  w.emplace_back("model.embed_tokens.weight", at::randn({vocab, 32}));
+  w.emplace_back("lm_head.weight", mat(vocab, 32));
   w.emplace_back("model.norm.weight", at::ones({32}));
   for (int l = 0; l < 2; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -261,12 +262,11 @@ TEST_F(RerankerTest, RejectsNoDocumentsAndBadOptions) {
   std::unique_ptr<Reranker> x;
   EXPECT_EQ(Reranker::open(model_dir_, bad, &x).code(), StatusCode::kInvalidArgument);
   // A tokenizer with more ids than the model's vocabulary is refused at open.
-  testing::write_text(model_dir_ + "/config.json",
-                      R"({"model_type": "mistral", "vocab_size": 1000, "hidden_size": 32,
-    "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "head_dim": 8})");
-  Status s = Reranker::open(model_dir_, RerankerOptions{}, &x);
-  EXPECT_FALSE(s.is_ok());
+  const std::string small = tmp_.file("small");
+  ASSERT_TRUE(write_tiny_model(small, /*vocab=*/1000));
+  Status s = Reranker::open(small, RerankerOptions{}, &x);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("the tokenizer has 32000 ids"), std::string::npos) << s.message();
 }
 
 // ----------------------------------------------------------------------------------------------

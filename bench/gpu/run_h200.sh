@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # On the GPU machine, from the repository root, after `eval "$(bash .gpu-deps/unpack-debs.sh .gpu-deps)"`:
 # configure + build the CUDA targets, run the kernel tests (+ compute-sanitizer memcheck/racecheck on
-# the small cases), then gpu_rerank_bench and the HF peer for both model shapes in the same run.
+# the small cases and the fused layer ops), then gpu_rerank_bench and the HF peer for both model
+# shapes in the same run.
 # Logs go to $OUT (default /tmp/out). Usage: bench/gpu/run_h200.sh [stage...] (default: all).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -27,7 +28,7 @@ fi
 if [[ $stages == *sanitize* ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
-    timeout 240 "$CS" --tool $tool --kernel-name kns=blockrank_ "$T" --gtest_filter='*Small*' \
+    timeout 240 "$CS" --tool $tool --kernel-name kns=blockrank_ "$T" --gtest_filter='*Small*:*MatchesAten' \
       >"$OUT/sanitizer_$tool.log" 2>&1
     echo "sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
   done

@@ -16,6 +16,7 @@
 
 #include "kernels/block_attention.cuh"
 #include "kernels/doc_scores.cuh"
+#include "kernels/layer_ops.cuh"
 #endif
 
 namespace blockrank::internal {
@@ -254,7 +255,119 @@ Status cuda_document_scores(const at::Tensor& q_in,
   return Status::ok();
 }
 
+bool cuda_layer_ops_available() {
+  return true;
+}
+
+Status cuda_rms_norm(const at::Tensor& x,
+                     const at::Tensor& residual,
+                     const at::Tensor& weight,
+                     double eps,
+                     at::Tensor* out) {
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(x, "x", at::kBFloat16, 2));
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(weight, "weight", at::kBFloat16, 1));
+  const int64_t t = x.size(0), c = x.size(1);
+  if (c % 8 != 0 || weight.size(0) != c || t >= (int64_t{1} << 31)) {
+    return Status::invalid_argument("cuda_rms_norm: x [T, C] with C % 8 == 0 and weight [C]");
+  }
+  if (residual.defined()) {
+    BLOCKRANK_RETURN_IF_ERROR(check_tensor(residual, "residual", at::kBFloat16, 2));
+    if (residual.sizes() != x.sizes() || residual.device() != x.device()) {
+      return Status::invalid_argument("cuda_rms_norm: residual must match x");
+    }
+  }
+  if (weight.device() != x.device()) {
+    return Status::invalid_argument("cuda_rms_norm: tensors on different devices");
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor o = at::empty({t, c}, x.options());
+  kernels::RmsNormParams p{};
+  p.x = x.data_ptr();
+  p.residual = residual.defined() ? residual.data_ptr() : nullptr;
+  p.weight = weight.data_ptr();
+  p.out = o.data_ptr();
+  p.x_row_stride = x.stride(0);
+  p.residual_row_stride = residual.defined() ? residual.stride(0) : 0;
+  p.out_row_stride = o.stride(0);
+  p.rows = static_cast<int32_t>(t);
+  p.cols = static_cast<int32_t>(c);
+  p.eps = static_cast<float>(eps);
+  BLOCKRANK_CUDA_CHECK(kernels::rms_norm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
+  *out = o;
+  return Status::ok();
+}
+
+Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out) {
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(gate_up, "gate_up", at::kBFloat16, 2));
+  const int64_t t = gate_up.size(0), f = gate_up.size(1) / 2;
+  if (gate_up.size(1) % 16 != 0 || t >= (int64_t{1} << 31)) {
+    return Status::invalid_argument("cuda_silu_mul: gate_up [T, 2F] with F % 8 == 0");
+  }
+  const c10::cuda::CUDAGuard guard(gate_up.device());
+  at::Tensor o = at::empty({t, f}, gate_up.options());
+  kernels::SiluMulParams p{};
+  p.gate_up = gate_up.data_ptr();
+  p.out = o.data_ptr();
+  p.gate_up_row_stride = gate_up.stride(0);
+  p.out_row_stride = o.stride(0);
+  p.rows = static_cast<int32_t>(t);
+  p.cols = static_cast<int32_t>(f);
+  BLOCKRANK_CUDA_CHECK(
+      kernels::silu_mul(p, c10::cuda::getCurrentCUDAStream(gate_up.device().index())));
+  *out = o;
+  return Status::ok();
+}
+
+Status cuda_rope_inplace(const at::Tensor& x,
+                         const at::Tensor& positions,
+                         const at::Tensor& inv_freq) {
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(x, "x", at::kBFloat16, 3));
+  const int64_t t = x.size(0), d = x.size(2);
+  if (d % 4 != 0 || t >= (int64_t{1} << 31)) {
+    return Status::invalid_argument("cuda_rope_inplace: head_dim must be a multiple of 4");
+  }
+  if (!positions.defined() || positions.device() != x.device() ||
+      positions.scalar_type() != at::kLong || positions.dim() != 1 || positions.size(0) != t ||
+      !positions.is_contiguous()) {
+    return Status::invalid_argument("cuda_rope_inplace: positions must be int64 [T] on x's device");
+  }
+  if (!inv_freq.defined() || inv_freq.device() != x.device() ||
+      inv_freq.scalar_type() != at::kFloat || inv_freq.numel() != d / 2 ||
+      !inv_freq.is_contiguous()) {
+    return Status::invalid_argument(
+        "cuda_rope_inplace: inv_freq must be fp32 [D / 2] on x's device");
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  kernels::RopeParams p{};
+  p.x = x.data_ptr();
+  p.row_stride = x.stride(0);
+  p.head_stride = x.stride(1);
+  p.positions = positions.data_ptr<int64_t>();
+  p.inv_freq = inv_freq.data_ptr<float>();
+  p.rows = static_cast<int32_t>(t);
+  p.heads = static_cast<int32_t>(x.size(1));
+  p.head_dim = static_cast<int32_t>(d);
+  BLOCKRANK_CUDA_CHECK(kernels::rope(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
+  return Status::ok();
+}
+
 #else  // !BLOCKRANK_TORCH_CUDA
+
+bool cuda_layer_ops_available() {
+  return false;
+}
+
+Status cuda_rms_norm(const at::Tensor&, const at::Tensor&, const at::Tensor&, double, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+Status cuda_silu_mul(const at::Tensor&, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+Status cuda_rope_inplace(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
 
 bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t, int64_t) {
   return false;

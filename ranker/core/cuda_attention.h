@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Adapter between ATen tensors and the CUDA kernels of kernels/ (block_attention, doc_scores):
-// checks devices, dtypes, shapes and strides, builds the per-prompt work list once, and launches on
-// the current CUDA stream. Compiled to stubs (cuda_kernels_usable() == false) unless the build has
-// the kernels and a CUDA LibTorch (BLOCKRANK_TORCH_CUDA). Internal header (ATen types).
+// Adapter between ATen tensors and the CUDA kernels of kernels/ (block_attention, doc_scores,
+// layer_ops): checks devices, dtypes, shapes and strides, builds the per-prompt work list once, and
+// launches on the current CUDA stream. Compiled to stubs (cuda_kernels_usable() == false) unless
+// the build has the kernels and a CUDA LibTorch (BLOCKRANK_TORCH_CUDA). Internal header (ATen
+// types).
 //
 // Thread-safety: the functions are reentrant; a CudaBlockPlan is immutable once built.
 #ifndef BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_
@@ -70,6 +71,30 @@ Status cuda_document_scores(const at::Tensor& q,
                             const at::Tensor& k_docs,
                             const CudaBlockPlan& plan,
                             at::Tensor* scores);
+
+/// True when this build has the fused layer kernels (kernels/layer_ops) and a CUDA LibTorch.
+bool cuda_layer_ops_available();
+
+/// RMSNorm of x [T, C] (bf16, CUDA, C % 8 == 0) with weight [C]: `out` gets w * bf16(x * rsqrt(mean
+/// x^2 + eps)) as a new [T, C] tensor. With `residual` defined ([T, C] bf16), x is first replaced
+/// in place by bf16(x + residual) (the residual stream of the next step) and the norm runs on the
+/// sum.
+Status cuda_rms_norm(const at::Tensor& x,
+                     const at::Tensor& residual,
+                     const at::Tensor& weight,
+                     double eps,
+                     at::Tensor* out);
+
+/// SwiGLU activation of the merged gate|up GEMM output gate_up [T, 2F] (bf16, CUDA): `out` gets
+/// bf16(bf16(silu(gate)) * up) [T, F].
+Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
+
+/// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
+/// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and
+/// inv_freq fp32 [D / 2] on the same device.
+Status cuda_rope_inplace(const at::Tensor& x,
+                         const at::Tensor& positions,
+                         const at::Tensor& inv_freq);
 
 /// For ATen-style call sites (model.cc's forward pass, which reports c10::Error): throws a
 /// c10::Error carrying the Status text unless `status` is ok.

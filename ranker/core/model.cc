@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -124,6 +125,9 @@ struct LayerWeights {
   at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
   at::Tensor q_norm, k_norm;  // Qwen3
   at::Tensor gate_w, gate_b, up_w, up_b, down_w, down_b;
+  // CUDA bf16 only (merge_for_cuda): [q; k; v] and [gate; up] stacked along the output dim so each
+  // is one GEMM; the separate tensors above are then views into these (no extra memory).
+  at::Tensor qkv_w, qkv_b, gate_up_w, gate_up_b;
 };
 
 // Opens the checkpoint's shards and hands out tensors converted to the compute dtype/device,
@@ -309,6 +313,12 @@ struct Model::Impl {
 
   Status load_weights(const std::string& dir);
   void compute_inv_freq();
+  void merge_for_cuda();
+  bool fused_layers_usable() const;
+  at::Tensor fused_layers(at::Tensor x,
+                          int64_t num_layers,
+                          const at::Tensor& positions,
+                          const internal::CudaBlockPlan& plan) const;
 
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
     // HF LlamaRMSNorm: variance and normalisation in fp32, cast back, then scale by the weight.
@@ -547,6 +557,86 @@ struct Model::Impl {
   }
 };
 
+// ---------------------------------------------------------------------------------------------------------
+// CUDA bf16 fast path of the layer loop (score_documents): merged QKV and gate|up GEMMs, fused
+// RMSNorm(+residual), RoPE and SwiGLU kernels (kernels/layer_ops), the ragged attention kernel.
+// Same math and bf16 rounding points as layer_forward; it exists because on the GPU the ~15 ATen
+// elementwise passes per layer cost about a third of the pass (docs/BENCHMARKS.md).
+// ---------------------------------------------------------------------------------------------------------
+
+void Model::Impl::merge_for_cuda() {
+  if (!internal::cuda_layer_ops_available() || !options.device.is_cuda() ||
+      options.dtype != at::kBFloat16 || config.qk_norm) {
+    return;
+  }
+  const int64_t qd = config.num_heads * config.head_dim;
+  const int64_t kvd = config.num_kv_heads * config.head_dim, ffn = config.intermediate_size;
+  for (LayerWeights& w : layers) {
+    w.qkv_w = at::cat({w.q_w, w.k_w, w.v_w}, 0);
+    w.q_w = w.qkv_w.narrow(0, 0, qd);
+    w.k_w = w.qkv_w.narrow(0, qd, kvd);
+    w.v_w = w.qkv_w.narrow(0, qd + kvd, kvd);
+    if (w.q_b.defined()) {
+      w.qkv_b = at::cat({w.q_b, w.k_b, w.v_b}, 0);
+      w.q_b = w.qkv_b.narrow(0, 0, qd);
+      w.k_b = w.qkv_b.narrow(0, qd, kvd);
+      w.v_b = w.qkv_b.narrow(0, qd + kvd, kvd);
+    }
+    w.gate_up_w = at::cat({w.gate_w, w.up_w}, 0);
+    w.gate_w = w.gate_up_w.narrow(0, 0, ffn);
+    w.up_w = w.gate_up_w.narrow(0, ffn, ffn);
+    if (w.gate_b.defined()) {
+      w.gate_up_b = at::cat({w.gate_b, w.up_b}, 0);
+      w.gate_b = w.gate_up_b.narrow(0, 0, ffn);
+      w.up_b = w.gate_up_b.narrow(0, ffn, ffn);
+    }
+  }
+}
+
+bool Model::Impl::fused_layers_usable() const {
+  // BLOCKRANK_FUSED_LAYERS=0 keeps the ATen elementwise steps (A/B runs of the GPU benchmark).
+  static const bool enabled = [] {
+    const char* v = std::getenv("BLOCKRANK_FUSED_LAYERS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return enabled && !layers.empty() && layers.front().qkv_w.defined() &&
+         config.hidden_size % 8 == 0 && config.intermediate_size % 8 == 0;
+}
+
+// Runs layers [0, num_layers) on the embeddings x [T, hidden] and returns the input norm of layer
+// `num_layers` (what score_documents needs at l*). The residual add of each layer's MLP is deferred
+// into the next norm kernel, so the stream is read once per norm.
+at::Tensor Model::Impl::fused_layers(at::Tensor x,
+                                     int64_t num_layers,
+                                     const at::Tensor& positions,
+                                     const internal::CudaBlockPlan& plan) const {
+  using internal::throw_if_error;
+  const int64_t t = x.size(0), hq = config.num_heads, hkv = config.num_kv_heads,
+                d = config.head_dim;
+  const int64_t qd = hq * d, kvd = hkv * d;
+  x = x.contiguous();
+  at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
+  for (int64_t l = 0; l < num_layers; ++l) {
+    const LayerWeights& w = layers[static_cast<size_t>(l)];
+    throw_if_error(internal::cuda_rms_norm(x, pending, w.input_norm, config.rms_norm_eps, &h));
+    at::Tensor qkv = at::linear(h, w.qkv_w, w.qkv_b);  // [T, qd + 2 kvd]
+    throw_if_error(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, hq + hkv, d}),
+                                               positions, inv_freq));
+    at::Tensor attn;
+    throw_if_error(internal::cuda_block_attention(
+        qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
+        qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
+    const at::Tensor o = at::linear(attn, w.o_w, w.o_b);
+    throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
+    at::Tensor act;
+    throw_if_error(internal::cuda_silu_mul(at::linear(h, w.gate_up_w, w.gate_up_b), &act));
+    pending = at::linear(act, w.down_w, w.down_b);
+  }
+  const LayerWeights& next = layers[static_cast<size_t>(num_layers)];
+  throw_if_error(internal::cuda_rms_norm(x, pending, next.input_norm, config.rms_norm_eps, &h));
+  return h;
+}
+
 void Model::Impl::compute_inv_freq() {
   // HF: inv_freq = 1 / theta ** (arange(0, D, 2).float() / D), all in fp32. The exponent is an fp32
   // quotient; the power is evaluated in double and rounded once to fp32 (what a correctly rounded
@@ -644,6 +734,7 @@ Status Model::load(const std::string& dir,
     c10::InferenceMode guard;
     BLOCKRANK_RETURN_IF_ERROR(m->impl_->load_weights(dir));
     m->impl_->compute_inv_freq();
+    m->impl_->merge_for_cuda();
   } catch (const c10::Error& e) {
     return Status::internal(dir + ": loading weights: " + e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
@@ -710,6 +801,7 @@ Status Model::create_random(const ModelConfig& config,
       w.down_b = vec(hd, config.mlp_bias);
     }
     impl.compute_inv_freq();
+    impl.merge_for_cuda();
   } catch (const c10::Error& e) {
     return Status::internal(std::string("create_random: ") + e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
@@ -809,14 +901,19 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
       plan = blockrank_plan(layout, m.options.device);
     }
     at::Tensor x = m.embed_ids(ids);
-    for (int64_t l = 0; l < layer; ++l) {
-      x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, cap);
+    const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
+    at::Tensor h;
+    if (use_kernels && m.fused_layers_usable()) {
+      h = m.fused_layers(x, layer, pos, cuda_plan);
+    } else {
+      for (int64_t l = 0; l < layer; ++l) {
+        x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, cap);
+      }
+      h = m.rms_norm(x, w.input_norm);
     }
     // Layer l*: only the norm, Q for the signal rows and K for the document tokens (§4.1, §9.11).
-    const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
     const int64_t l0 = layout.block_lengths.front(), lq = layout.block_lengths.back();
     const int64_t tdoc = t - l0 - lq;
-    at::Tensor h = m.rms_norm(x, w.input_norm);
     at::Tensor q = m.project(h.narrow(0, t - signal_rows, signal_rows), w.q_w, w.q_b, w.q_norm,
                              m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
                              sin.narrow(0, t - signal_rows, signal_rows));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CUDA kernels (kernels/block_attention, kernels/doc_scores through ranker/core/cuda_attention)
+// The CUDA kernels (kernels/block_attention, kernels/doc_scores, kernels/layer_ops through
+// ranker/core/cuda_attention)
 // against LibTorch references on fresh random inputs over many layouts: N = 1..500 documents
 // of 1..512 tokens, GQA ratios 1/4/8, head dims 64/128, split-K forced on and off. Label gpu:
 // skipped without a device.
@@ -207,44 +208,146 @@ TEST_F(KernelTest, ScoresRandomShapes) {
   run_score_case(100, 128, 2, 2, 7, 64, rng, device_);   // Qwen2.5-0.5B shape
 }
 
-// End to end: a small random model scored with the kernels (CUDA, bf16) against the ATen path on
-// the same weights in fp32 on the same device. Scores drift through two bf16 layers, so the check
-// is loose (relative L2 < 0.1; a broken kernel gives a different distribution entirely).
-TEST_F(KernelTest, ScoreDocumentsMatchesAtenPath) {
-  ModelConfig c;
-  c.arch = Architecture::kQwen2;
-  c.vocab_size = 512;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_layers = 3;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.rope_theta = 10000.0;
-  c.qkv_bias = true;
-  BlockRankSettings settings;
-  settings.scoring_layer = 2;
-  LoadOptions bf, fp;
-  bf.device = fp.device = device_;
-  bf.dtype = at::kBFloat16;
-  fp.dtype = at::kFloat;
-  std::unique_ptr<Model> mb, mf;
-  ASSERT_OK(Model::create_random(c, settings, bf, 5, &mb));
-  ASSERT_OK(Model::create_random(c, settings, fp, 5, &mf));
-  BlockLayout layout;
-  layout.block_lengths = {30, 64, 17, 128, 1, 90, 40};
-  std::vector<int64_t> ids;
-  for (int64_t i = 0; i < layout.num_tokens(); ++i) {
-    ids.push_back((i * 131 + 7) % c.vocab_size);
+// The fused layer kernels (kernels/layer_ops through cuda_attention.h) against the ATen bf16 ops
+// they replace, on the same bf16 inputs. Both sides do fp32 math with the same bf16 rounding
+// points, so they differ only where an fp32 result lands within an ulp of a bf16 rounding boundary
+// (summation order in the norm, expf/cosf last bits): a few elements off by one bf16 ulp (2^-8
+// relative) give relative L2 well under 1e-3; 4e-3 (about two unit roundoffs) still flags any
+// indexing, stride or formula error, which gives errors of order 1.
+constexpr double kElementwiseTol = 4e-3;
+
+TEST_F(KernelTest, RmsNormMatchesAten) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  for (const int64_t c : {896, 4096, 264}) {
+    for (const bool with_residual : {false, true}) {
+      const int64_t t = 1037;
+      at::Tensor x = (at::randn({t, c}, bf.dtype(at::kFloat)) * 3).to(at::kBFloat16);
+      const at::Tensor r = at::randn({t, c}, bf);
+      const at::Tensor w = (at::rand({c}, bf.dtype(at::kFloat)) + 0.5).to(at::kBFloat16);
+      const at::Tensor sum_ref = with_residual ? x + r : x.clone();  // bf16 add, as the model
+      const at::Tensor xf = sum_ref.to(at::kFloat);
+      const at::Tensor ref =
+          w * (xf * at::rsqrt(xf.pow(2).mean({-1}, true) + 1e-6)).to(at::kBFloat16);
+      at::Tensor out;
+      ASSERT_OK(internal::cuda_rms_norm(x, with_residual ? r : at::Tensor(), w, 1e-6, &out));
+      EXPECT_TRUE(at::equal(x, sum_ref)) << "residual sum written back differs";
+      const double err = rel_l2(out, ref);
+      std::printf("rms_norm C=%lld residual=%d rel_l2=%.2e\n", static_cast<long long>(c),
+                  with_residual ? 1 : 0, err);
+      EXPECT_LT(err, kElementwiseTol);
+    }
   }
-  auto sb = mb->score_documents(ids, layout, 2, 2);
-  auto sf = mf->score_documents(ids, layout, 2, 2);
-  ASSERT_OK(sb.status());
-  ASSERT_OK(sf.status());
-  const at::Tensor a = at::tensor(sb.value()), b = at::tensor(sf.value());
-  const double err = rel_l2(a, b);
-  std::printf("score_documents bf16 kernels vs fp32 ATen: rel_l2=%.2e\n", err);
-  EXPECT_LT(err, 0.1);
+}
+
+TEST_F(KernelTest, SiluMulMatchesAten) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  for (const int64_t f : {4864, 14336, 8}) {
+    const int64_t t = 333;
+    const at::Tensor gu = (at::randn({t, 2 * f}, bf.dtype(at::kFloat)) * 4).to(at::kBFloat16);
+    const at::Tensor ref = at::silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+    at::Tensor out;
+    ASSERT_OK(internal::cuda_silu_mul(gu, &out));
+    const double err = rel_l2(out, ref);
+    std::printf("silu_mul F=%lld rel_l2=%.2e\n", static_cast<long long>(f), err);
+    EXPECT_LT(err, kElementwiseTol);
+  }
+}
+
+TEST_F(KernelTest, RopeMatchesAten) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  struct Case {
+    int64_t hq, hkv, d;
+    double theta;
+  };
+  for (const Case& cs : {Case{14, 2, 64, 1e6}, Case{32, 8, 128, 1e6}, Case{4, 4, 64, 1e4}}) {
+    // Positions as a BlockRank layout gives them: instruction 0.., documents from L0, query block
+    // from 16384 (large angles exercise cosf/sinf range reduction).
+    BlockLayout layout;
+    layout.block_lengths = {64, 128, 77, 128, 32};
+    const int64_t t = layout.num_tokens(), d = cs.d, qd = cs.hq * d, kvd = cs.hkv * d;
+    const at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(device_);
+    std::vector<float> f(static_cast<size_t>(d / 2));
+    for (int64_t i = 0; i < d / 2; ++i) {
+      f[static_cast<size_t>(i)] =
+          1.0f / static_cast<float>(
+                     std::pow(cs.theta, static_cast<double>(static_cast<float>(2 * i) / d)));
+    }
+    const at::Tensor inv_freq = at::tensor(f, at::kFloat).to(device_);
+    // A merged QKV output: rotate the Q and K heads in place, leave V alone.
+    at::Tensor qkv = at::randn({t, qd + 2 * kvd}, bf);
+    const at::Tensor before = qkv.clone();
+    ASSERT_OK(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, cs.hq + cs.hkv, d}),
+                                          pos, inv_freq));
+    // The ATen path of model.cc (rope_tables + apply_rope).
+    const at::Tensor freqs = pos.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);
+    const at::Tensor emb = at::cat({freqs, freqs}, -1);
+    const at::Tensor cos = emb.cos().to(at::kBFloat16).unsqueeze(1);
+    const at::Tensor sin = emb.sin().to(at::kBFloat16).unsqueeze(1);
+    const at::Tensor x = before.narrow(1, 0, qd + kvd).reshape({t, cs.hq + cs.hkv, d});
+    const at::Tensor rot = at::cat({-x.narrow(-1, d / 2, d / 2), x.narrow(-1, 0, d / 2)}, -1);
+    const at::Tensor ref = x * cos + rot * sin;
+    const double err = rel_l2(qkv.narrow(1, 0, qd + kvd).reshape({t, cs.hq + cs.hkv, d}), ref);
+    std::printf("rope Hq=%lld Hkv=%lld D=%lld rel_l2=%.2e\n", static_cast<long long>(cs.hq),
+                static_cast<long long>(cs.hkv), static_cast<long long>(d), err);
+    EXPECT_LT(err, kElementwiseTol);
+    EXPECT_TRUE(at::equal(qkv.narrow(1, qd + kvd, kvd), before.narrow(1, qd + kvd, kvd)))
+        << "V columns touched";
+  }
+}
+
+// End to end: a small random model scored on CUDA in bf16 (merged QKV / gate|up GEMMs, fused
+// norm/RoPE/SwiGLU kernels, attention and scoring kernels) against (a) the ATen path on the same
+// weights in fp32 on the same device and (b) the ATen bf16 path (forward() with per-layer scores,
+// which never uses the kernels). Scores drift through two bf16 layers, so the checks are loose
+// (relative L2 < 0.1; a broken kernel gives a different distribution entirely). Two shapes: Qwen2
+// style (biases, D 64) and Mistral style (no biases, D 128).
+TEST_F(KernelTest, ScoreDocumentsMatchesAtenPath) {
+  for (const bool qwen : {true, false}) {
+    ModelConfig c;
+    c.arch = qwen ? Architecture::kQwen2 : Architecture::kMistral;
+    c.vocab_size = 512;
+    c.hidden_size = 256;
+    c.intermediate_size = 512;
+    c.num_layers = 3;
+    c.num_heads = qwen ? 8 : 4;
+    c.num_kv_heads = 2;
+    c.head_dim = qwen ? 64 : 128;
+    c.rope_theta = qwen ? 10000.0 : 1e6;
+    c.qkv_bias = qwen;
+    BlockRankSettings settings;
+    settings.scoring_layer = 2;
+    LoadOptions bf, fp;
+    bf.device = fp.device = device_;
+    bf.dtype = at::kBFloat16;
+    fp.dtype = at::kFloat;
+    std::unique_ptr<Model> mb, mf;
+    ASSERT_OK(Model::create_random(c, settings, bf, 5, &mb));
+    ASSERT_OK(Model::create_random(c, settings, fp, 5, &mf));
+    BlockLayout layout;
+    layout.block_lengths = {30, 64, 17, 128, 1, 90, 40};
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < layout.num_tokens(); ++i) {
+      ids.push_back((i * 131 + 7) % c.vocab_size);
+    }
+    auto sb = mb->score_documents(ids, layout, 2, 2);
+    auto sf = mf->score_documents(ids, layout, 2, 2);
+    ForwardRequest req;
+    req.scores = true;
+    auto fb = mb->forward(ids, &layout, req);
+    ASSERT_OK(sb.status());
+    ASSERT_OK(sf.status());
+    ASSERT_OK(fb.status());
+    const at::Tensor a = at::tensor(sb.value()), b = at::tensor(sf.value());
+    const at::Tensor ab = fb.value().scores[2].to(at::kCPU, at::kFloat);
+    const double err = rel_l2(a, b), err_bf = rel_l2(a, ab);
+    std::printf("score_documents %s bf16 kernels vs fp32 ATen: rel_l2=%.2e; vs bf16 ATen: %.2e\n",
+                qwen ? "qwen2" : "mistral", err, err_bf);
+    EXPECT_LT(err, 0.1);
+    EXPECT_LT(err_bf, 0.1);
+  }
 }
 
 }  // namespace

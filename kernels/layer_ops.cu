@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fused decoder-layer elementwise ops; see layer_ops.cuh. All three are bandwidth-bound: 16-byte
+// (8 x bf16) loads for the norm and SwiGLU, bf16x2 for RoPE, and no shared memory beyond warp
+// shuffles (one warp per row for the norm, so rows need no __syncthreads).
+#include <cmath>
+
+#include <cuda_bf16.h>
+
+#include "kernels/layer_ops.cuh"
+
+namespace blockrank {
+namespace kernels {
+namespace {
+
+constexpr int kNormWarps = 4;  // rows per CTA
+constexpr int kThreads = 256;
+
+struct alignas(16) Bf16x8 {
+  __nv_bfloat162 h[4];
+};
+
+__device__ __forceinline__ float round_bf16(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+// One warp per row. Pass 1 forms the (bf16-rounded) residual sum, writes it back and accumulates
+// sum of squares in fp32; pass 2 re-reads it (the same lanes wrote it: L1/L2 hits) and normalises.
+static __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormParams p) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kNormWarps + warp;
+  if (row >= p.rows) {
+    return;
+  }
+  auto* x = static_cast<__nv_bfloat16*>(p.x) + row * p.x_row_stride;
+  const auto* r = p.residual != nullptr
+                      ? static_cast<const __nv_bfloat16*>(p.residual) + row * p.residual_row_stride
+                      : nullptr;
+  const int vecs = p.cols / 8;
+  float ss = 0.f;
+  for (int v = lane; v < vecs; v += 32) {
+    Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
+    if (r != nullptr) {
+      const Bf16x8 b = reinterpret_cast<const Bf16x8*>(r)[v];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // HF adds the residual in bf16: one rounding of the fp32 sum.
+        const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
+        a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
+      }
+      reinterpret_cast<Bf16x8*>(x)[v] = a;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a.h[j]);
+      ss = fmaf(f.x, f.x, ss);
+      ss = fmaf(f.y, f.y, ss);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  }
+  const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+  const auto* w = static_cast<const __nv_bfloat16*>(p.weight);
+  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride;
+  for (int v = lane; v < vecs; v += 32) {
+    const Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
+    const Bf16x8 wv = reinterpret_cast<const Bf16x8*>(w)[v];
+    Bf16x8 o;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a.h[j]), fw = __bfloat1622float2(wv.h[j]);
+      // bf16(x * inv) first (HF casts the normalised fp32 back), then the bf16 weight product.
+      o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
+    }
+    reinterpret_cast<Bf16x8*>(out)[v] = o;
+  }
+}
+
+static __global__ void __launch_bounds__(kThreads) blockrank_silu_mul(SiluMulParams p) {
+  const int vecs = p.cols / 8;
+  const int64_t total = static_cast<int64_t>(p.rows) * vecs;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / vecs;
+    const int v = static_cast<int>(i % vecs);
+    const auto* gu = static_cast<const __nv_bfloat16*>(p.gate_up) + row * p.gate_up_row_stride;
+    const Bf16x8 g = reinterpret_cast<const Bf16x8*>(gu)[v];
+    const Bf16x8 u = reinterpret_cast<const Bf16x8*>(gu + p.cols)[v];
+    Bf16x8 o;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 fg = __bfloat1622float2(g.h[j]), fu = __bfloat1622float2(u.h[j]);
+      // silu(g) = g / (1 + e^-g) in fp32, rounded to bf16 (ATen's silu output), then the product.
+      const float sx = round_bf16(fg.x / (1.f + expf(-fg.x)));
+      const float sy = round_bf16(fg.y / (1.f + expf(-fg.y)));
+      o.h[j] = __floats2bfloat162_rn(sx * fu.x, sy * fu.y);
+    }
+    reinterpret_cast<Bf16x8*>(static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride)[v] = o;
+  }
+}
+
+// One thread per (row, pair of frequencies): the angles are computed once and reused for every head
+// of the row. HF: out = x * cos + rotate_half(x) * sin in bf16, i.e. for i < D/2
+//   out_i = bf16(bf16(x_i c_i) - bf16(x_{i+D/2} s_i)),  out_{i+D/2} = bf16(bf16(x_{i+D/2} c_i) +
+//   bf16(x_i s_i)), with c, s the bf16-rounded fp32 cos/sin of position * inv_freq.
+static __global__ void __launch_bounds__(kThreads) blockrank_rope(RopeParams p) {
+  const int half = p.head_dim / 2, pairs = half / 2;
+  const int64_t total = static_cast<int64_t>(p.rows) * pairs;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / pairs;
+    const int f = static_cast<int>(i % pairs) * 2;
+    const float pos = static_cast<float>(p.positions[row]);
+    float c[2], s[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const float angle = pos * p.inv_freq[f + j];  // fp32 product, one rounding (as HF)
+      c[j] = round_bf16(cosf(angle));
+      s[j] = round_bf16(sinf(angle));
+    }
+    auto* base = static_cast<__nv_bfloat16*>(p.x) + row * p.row_stride + f;
+    for (int h = 0; h < p.heads; ++h) {
+      auto* x1p = reinterpret_cast<__nv_bfloat162*>(base + h * p.head_stride);
+      auto* x2p = reinterpret_cast<__nv_bfloat162*>(base + h * p.head_stride + half);
+      const float2 x1 = __bfloat1622float2(*x1p), x2 = __bfloat1622float2(*x2p);
+      *x1p = __floats2bfloat162_rn(round_bf16(x1.x * c[0]) - round_bf16(x2.x * s[0]),
+                                   round_bf16(x1.y * c[1]) - round_bf16(x2.y * s[1]));
+      *x2p = __floats2bfloat162_rn(round_bf16(x2.x * c[0]) + round_bf16(x1.x * s[0]),
+                                   round_bf16(x2.y * c[1]) + round_bf16(x1.y * s[1]));
+    }
+  }
+}
+
+unsigned grid_for(int64_t work) {
+  // Grid-stride loops: enough CTAs to fill 132 SMs several times over, never more than the work.
+  const int64_t ctas = (work + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(ctas < 132 * 16 ? (ctas > 0 ? ctas : 1) : 132 * 16);
+}
+
+}  // namespace
+
+cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
+  if (p.cols <= 0 || p.cols % 8 != 0 || p.rows < 0 || p.x_row_stride % 8 != 0 ||
+      p.out_row_stride % 8 != 0 || (p.residual != nullptr && p.residual_row_stride % 8 != 0)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.rows == 0) {
+    return cudaSuccess;
+  }
+  const unsigned ctas = static_cast<unsigned>((p.rows + kNormWarps - 1) / kNormWarps);
+  blockrank_rms_norm<<<ctas, kNormWarps * 32, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t silu_mul(const SiluMulParams& p, cudaStream_t stream) {
+  if (p.cols <= 0 || p.cols % 8 != 0 || p.rows < 0 || p.gate_up_row_stride % 8 != 0 ||
+      p.out_row_stride % 8 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.rows == 0) {
+    return cudaSuccess;
+  }
+  blockrank_silu_mul<<<grid_for(static_cast<int64_t>(p.rows) * (p.cols / 8)), kThreads, 0,
+                       stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t rope(const RopeParams& p, cudaStream_t stream) {
+  if (p.head_dim <= 0 || p.head_dim % 4 != 0 || p.rows < 0 || p.heads < 0 ||
+      p.row_stride % 2 != 0 || p.head_stride % 2 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.rows == 0 || p.heads == 0) {
+    return cudaSuccess;
+  }
+  blockrank_rope<<<grid_for(static_cast<int64_t>(p.rows) * (p.head_dim / 4)), kThreads, 0,
+                   stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace kernels
+}  // namespace blockrank

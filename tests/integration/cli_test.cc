@@ -2,8 +2,11 @@
 // Drives the `blockrank` binary end to end: index → search → eval on the committed sample corpus,
 // error reporting on malformed input, --help contents, and the published BM25 reference numbers on
 // the real collections in ../shared/data (skipped with a message where that folder is absent).
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -149,6 +152,104 @@ TEST_F(CliTest, ArguAnaBm25MatchesPyserini) {
   r = run(args);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_GE(nlohmann::json::parse(r.out)["ndcg@10"].get<double>(), 0.45);
+}
+
+TEST_F(CliTest, TokenizeRoundTrip) {
+  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
+  if (::access(tok.c_str(), R_OK) != 0) {
+    GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
+  }
+  const std::string in = dir_.file("in.jsonl");
+  testing::write_text(in, "\"Hello world\"\n\"caf\\u00e9 \\u2014 [INST] tabs\\tand  spaces\"\n");
+  Result r = run("tokenize --tokenizer " + quote(tok) + " < " + quote(in));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::string ids = dir_.file("ids.jsonl");
+  testing::write_text(ids, r.out);
+  std::vector<nlohmann::json> lines;
+  for (const std::string& line : {r.out.substr(0, r.out.find('\n'))}) {
+    lines.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_TRUE(lines[0].is_array());
+  EXPECT_FALSE(lines[0].empty());
+  r = run("tokenize --decode --tokenizer " + quote(tok) + " < " + quote(ids));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"Hello world\""), std::string::npos) << r.out;
+  // A line that is not a JSON string is reported with its line number.
+  testing::write_text(in, "\"ok\"\n{not a string}\n");
+  r = run("tokenize --tokenizer " + quote(tok) + " < " + quote(in));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("2"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, ServeRerankWithATinyModel) {
+  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
+  if (::access(tok.c_str(), R_OK) != 0) {
+    GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
+  }
+  const std::string model = dir_.file("model");
+  ASSERT_EQ(
+      std::system(("python3 " + quote(testing::source_dir() + "/bench/http/make_tiny_model.py") +
+                   " " + quote(model) + " " + quote(tok) + " > /dev/null")
+                      .c_str()),
+      0);
+  const std::string db = dir_.file("db");
+  ASSERT_EQ(run("index -q --db " + quote(db) + " " + sample("corpus.jsonl")).exit_code, 0);
+  const int port = 30000 + static_cast<int>(::getpid() % 20000);
+  const std::string log = dir_.file("serve.log");
+  const std::string serve = std::string(BLOCKRANK_CLI_PATH) + " serve --db " + quote(db) +
+                            " --model " + quote(model) + " --port " + std::to_string(port) + " > " +
+                            quote(log) + " 2>&1 & echo $!";
+  FILE* p = ::popen(serve.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char pid_buf[32] = {0};
+  ASSERT_NE(std::fgets(pid_buf, sizeof(pid_buf), p), nullptr);
+  ::pclose(p);
+  const std::string pid = std::string(pid_buf).substr(0, std::string(pid_buf).find('\n'));
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    ready = std::system(("curl -sf " + url + "/ready > /dev/null").c_str()) == 0;
+    if (!ready) {
+      ::usleep(100000);
+    }
+  }
+  ASSERT_TRUE(ready) << "server did not become ready";
+  FILE* c =
+      ::popen(("curl -s -X POST " + url +
+               "/v1/search -d '{\"query\": \"how do plants make sugar from light\", \"k\": 3, "
+               "\"candidates\": 8}'")
+                  .c_str(),
+              "r");
+  std::string body;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof(buf), c)) > 0) {
+    body.append(buf, n);
+  }
+  ::pclose(c);
+  EXPECT_EQ(std::system(("kill -TERM " + pid).c_str()), 0);
+  for (int i = 0; i < 100 && std::system(("kill -0 " + pid + " 2>/dev/null").c_str()) == 0; ++i) {
+    ::usleep(100000);
+  }
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << body;
+  EXPECT_TRUE(j["reranked"].get<bool>()) << body;
+  ASSERT_EQ(j["results"].size(), 3u);
+  // BlockRank scores are attention mass over the 8 candidates: positive and below 1.
+  for (const auto& h : j["results"]) {
+    EXPECT_GT(h["score"].get<double>(), 0.0);
+    EXPECT_LT(h["score"].get<double>(), 1.0);
+  }
+  std::string served;
+  testing::TempDir unused;
+  FILE* lf = std::fopen(log.c_str(), "r");
+  while (lf != nullptr && (n = std::fread(buf, 1, sizeof(buf), lf)) > 0) {
+    served.append(buf, n);
+  }
+  if (lf != nullptr) {
+    std::fclose(lf);
+  }
+  EXPECT_NE(served.find("stopped; index committed"), std::string::npos) << served;
 }
 
 }  // namespace

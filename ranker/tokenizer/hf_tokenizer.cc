@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "plugin/base/sha256.h"
 #include "plugin/base/strings.h"
 #include "ranker/tokenizer/bpe_model.h"
 #include "ranker/tokenizer/regex.h"
-#include "ranker/tokenizer/sha256.h"
 #include "ranker/tokenizer/unicode_util.h"
 
 #include <nlohmann/json.hpp>

@@ -12,8 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "plugin/base/sha256.h"
 #include "ranker/tokenizer/regex.h"
-#include "ranker/tokenizer/sha256.h"
 #include "ranker/tokenizer/unicode_util.h"
 #include "test_util.h"
 
@@ -274,11 +274,9 @@ TEST_F(TokenizerTest, LoadsFromModelDirectoryAndDigestIsStable) {
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->digest(), b->digest());
   EXPECT_EQ(a->digest().size(), 64u);
-  EXPECT_EQ(internal::sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(internal::sha256_hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(internal::sha256_hex(std::string(1000, 'a')),
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex(std::string(1000, 'a')),
             "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 

@@ -394,10 +394,11 @@ struct Model::Impl {
     at::Tensor* scores = nullptr;
     const BlockLayout* layout = nullptr;
     int64_t signal_rows = 2;
-    // Set (with an empty segment plan) when the CUDA kernels run the ragged attention in one launch.
-    const internal::CudaBlockPlan* cuda_plan = nullptr;
     at::Tensor* keys = nullptr;    // [T, Hkv, D] rotated K, for the decoding KV cache
     at::Tensor* values = nullptr;  // [T, Hkv, D]
+    // Set (with an empty segment plan) when the CUDA kernels run the ragged attention in one
+    // launch.
+    const internal::CudaBlockPlan* cuda_plan = nullptr;
   };
 
   at::Tensor layer_forward(const LayerWeights& w,

@@ -106,8 +106,9 @@ class Model {
                      const LoadOptions& options,
                      std::unique_ptr<Model>* out);
 
-  /// A model of `config`'s shape with random weights (N(0, 1/fan_in) matrices, unit norms), for benchmarks
-  /// and tests that need a realistic size without a checkpoint. kInvalidArgument for an inconsistent config.
+  /// A model of `config`'s shape with random weights (N(0, 1/fan_in) matrices, unit norms), for
+  /// benchmarks and tests that need a realistic size without a checkpoint. kInvalidArgument for an
+  /// inconsistent config.
   static Status create_random(const ModelConfig& config,
                               const BlockRankSettings& settings,
                               const LoadOptions& options,

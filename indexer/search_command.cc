@@ -44,6 +44,8 @@ void add_search_command(CLI::App& app, CommandContext& ctx) {
     opts.bm25_k1 = args->k1;
     opts.bm25_b = args->b;
     opts.bm25_k3 = args->k3;
+    // Snippets come from the result set itself (one MSet), not a fresh query per hit.
+    opts.snippet_bytes = args->snippet;
     std::unique_ptr<Searcher> searcher;
     Status st = Searcher::open(args->db, opts, &searcher);
     std::string query;
@@ -72,7 +74,7 @@ void add_search_command(CLI::App& app, CommandContext& ctx) {
                                   {"doc_id", h.id},
                                   {"score", h.score},
                                   {"title", h.title},
-                                  {"snippet", searcher->snippet(query, h.text, args->snippet)}});
+                                  {"snippet", h.snippet}});
       }
       std::printf("%s\n",
                   out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -83,8 +85,7 @@ void add_search_command(CLI::App& app, CommandContext& ctx) {
       for (const SearchHit& h : hits) {
         std::printf("%3d  %-24s %8.4f  %s\n", h.rank, h.id.c_str(), h.score,
                     h.title.empty() ? "" : h.title.c_str());
-        std::printf("     %s\n",
-                    collapse_whitespace(searcher->snippet(query, h.text, args->snippet)).c_str());
+        std::printf("     %s\n", collapse_whitespace(h.snippet).c_str());
       }
     }
     ctx.exit_code = 0;

@@ -124,19 +124,6 @@ Status Searcher::search(const std::string& query,
   }
 }
 
-std::string Searcher::snippet(const std::string& query, const std::string& text, size_t length) {
-  try {
-    Xapian::Enquire enquire(impl_->db);
-    enquire.set_query(impl_->analyzer.make_query(query));
-    const Xapian::MSet mset = enquire.get_mset(0, 0);
-    return mset.snippet(text, length, impl_->analyzer.stemmer(),
-                        Xapian::MSet::SNIPPET_BACKGROUND_MODEL,
-                        /*hi_start=*/"", /*hi_end=*/"", /*omit=*/"…");
-  } catch (const Xapian::Error&) {
-    return text.substr(0, length);
-  }
-}
-
 std::vector<std::string> Searcher::query_terms(const std::string& query) const {
   std::vector<std::string> out;
   const Xapian::Query q = impl_->analyzer.make_query(query);

@@ -70,8 +70,6 @@ class Searcher {
                 int k,
                 const SearchOptions& options,
                 std::vector<SearchHit>* hits);
-  /// A short plain-text extract of `text` around the query terms (about `length` bytes).
-  std::string snippet(const std::string& query, const std::string& text, size_t length);
   /// The analysed query terms with their query frequencies ("term:wqf"), for debugging.
   std::vector<std::string> query_terms(const std::string& query) const;
   /// Looks a document up by external id; kNotFound if absent.

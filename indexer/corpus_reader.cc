@@ -129,14 +129,9 @@ class JsonlReader : public CorpusReader {
 
   Status next(CorpusDocument* doc, bool* eof) override {
     std::string line;
-    while (true) {
-      BLOCKRANK_RETURN_IF_ERROR(lines_->next(&line, eof));
-      if (*eof) {
-        return Status::ok();
-      }
-      if (!trim(line).empty()) {
-        break;
-      }
+    BLOCKRANK_RETURN_IF_ERROR(lines_->next_nonblank(&line, eof));
+    if (*eof) {
+      return Status::ok();
     }
     doc->location = lines_->location();
     nlohmann::json obj;
@@ -232,14 +227,9 @@ class TsvReader : public CorpusReader {
 
   Status next(CorpusDocument* doc, bool* eof) override {
     std::string line;
-    while (true) {
-      BLOCKRANK_RETURN_IF_ERROR(lines_->next(&line, eof));
-      if (*eof) {
-        return Status::ok();
-      }
-      if (!trim(line).empty()) {
-        break;
-      }
+    BLOCKRANK_RETURN_IF_ERROR(lines_->next_nonblank(&line, eof));
+    if (*eof) {
+      return Status::ok();
     }
     doc->location = lines_->location();
     const std::vector<std::string> cols = split(line, '\t');

@@ -228,12 +228,9 @@ Status read_queries(const std::string& path,
     std::string line;
     bool eof = false;
     while (true) {
-      BLOCKRANK_RETURN_IF_ERROR(lines->next(&line, &eof));
+      BLOCKRANK_RETURN_IF_ERROR(lines->next_nonblank(&line, &eof));
       if (eof) {
         break;
-      }
-      if (trim(line).empty()) {
-        continue;
       }
       EvalQuery q;
       if (format == "beir") {
@@ -308,14 +305,11 @@ Status read_qrels(const std::string& path, const QrelsReaderOptions& options, Qr
   std::string line;
   bool eof = false;
   while (true) {
-    BLOCKRANK_RETURN_IF_ERROR(lines->next(&line, &eof));
+    BLOCKRANK_RETURN_IF_ERROR(lines->next_nonblank(&line, &eof));
     if (eof) {
       break;
     }
     const std::vector<std::string> cols = split_whitespace(line);
-    if (cols.empty()) {
-      continue;
-    }
     std::string qid;
     std::string did;
     std::string rel_s;
@@ -365,14 +359,11 @@ Status read_run(const std::string& path, Run* run) {
   std::string line;
   bool eof = false;
   while (true) {
-    BLOCKRANK_RETURN_IF_ERROR(lines->next(&line, &eof));
+    BLOCKRANK_RETURN_IF_ERROR(lines->next_nonblank(&line, &eof));
     if (eof) {
       break;
     }
     const std::vector<std::string> cols = split_whitespace(line);
-    if (cols.empty()) {
-      continue;
-    }
     if (cols.size() != 6) {
       return Status::invalid_argument(lines->location() +
                                       ": expected 'qid Q0 docid rank score tag', found " +

@@ -108,6 +108,15 @@ Status LineReader::next(std::string* line, bool* eof) {
   return Status::ok();
 }
 
+Status LineReader::next_nonblank(std::string* line, bool* eof) {
+  while (true) {
+    BLOCKRANK_RETURN_IF_ERROR(next(line, eof));
+    if (*eof || line->find_first_not_of(" \t\r\n") != std::string::npos) {
+      return Status::ok();
+    }
+  }
+}
+
 std::string LineReader::location() const {
   return path_ + ":" + std::to_string(line_number_);
 }

@@ -26,6 +26,8 @@ class LineReader {
   /// Reads the next line without its "\n" (and a trailing "\r"). Sets *eof at the end of the file.
   /// kIOError or kCorruption (truncated gzip stream) on failure.
   Status next(std::string* line, bool* eof);
+  /// As next(), skipping lines that are empty or only whitespace (line numbers still count them).
+  Status next_nonblank(std::string* line, bool* eof);
 
   const std::string& path() const { return path_; }
   /// 1-based number of the line last returned (0 before the first).

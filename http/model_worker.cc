@@ -1,17 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "http/model_worker.h"
 
+#include <algorithm>
+#include <string>
+#include <utility>
+
 namespace blockrank {
 
 ModelWorker::ModelWorker(RerankBackend* backend,
                          size_t capacity,
                          size_t max_batch,
                          Metrics* metrics)
-    : backend_(backend),
+    : ModelWorker(std::vector<RerankBackend*>{backend}, capacity, max_batch, metrics) {}
+
+ModelWorker::ModelWorker(std::vector<RerankBackend*> replicas,
+                         size_t capacity,
+                         size_t max_batch,
+                         Metrics* metrics)
+    : replicas_(std::move(replicas)),
       capacity_(capacity),
       max_batch_(std::max<size_t>(1, max_batch)),
-      metrics_(metrics),
-      thread_([this]() { run(); }) {}
+      metrics_(metrics) {
+  threads_.reserve(replicas_.size());
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    threads_.emplace_back([this, i]() { run(i); });
+  }
+}
 
 ModelWorker::~ModelWorker() {
   stop();
@@ -44,12 +58,16 @@ void ModelWorker::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) {
+      t.join();
+    }
   }
 }
 
-void ModelWorker::run() {
+void ModelWorker::run(size_t replica) {
+  RerankBackend* backend = replicas_[replica];
+  const std::string replica_label = "replica=\"" + std::to_string(replica) + "\"";
   while (true) {
     std::vector<Task> batch;
     {
@@ -89,11 +107,12 @@ void ModelWorker::run() {
     if (metrics_ != nullptr) {
       metrics_->observe("blockrank_rerank_batch_size", "", static_cast<double>(requests.size()),
                         count_buckets());
+      metrics_->inc("blockrank_rerank_batches_total", replica_label);
     }
     std::vector<RerankResult> results;
     Status st;
     try {
-      st = backend_->rerank(requests, &results);
+      st = backend->rerank(requests, &results);
     } catch (const std::exception& e) {
       st = Status::internal(std::string("reranker failed: ") + e.what());
     }

@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libxapian-dev xapian-tools xapian-examples librocksdb-dev libboost-dev nlohmann-json3-dev
-  libtorch-dev libopenblas0-pthread libpcre2-dev libutf8proc-dev zlib1g-dev
+  libtorch-dev libgloo-dev libopenblas0-pthread libpcre2-dev libutf8proc-dev zlib1g-dev
   libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 curl wrk clang-14 libclang-rt-14-dev chromium

@@ -4,6 +4,7 @@
 #include "ranker/core/cuda_attention.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -95,7 +96,8 @@ bool cuda_kernels_usable(c10::Device device,
 Status make_cuda_block_plan(const BlockLayout& layout,
                             c10::Device device,
                             int64_t split_keys,
-                            CudaBlockPlan* plan) {
+                            CudaBlockPlan* plan,
+                            int64_t skip_rows) {
   const auto& lengths = layout.block_lengths;
   if (lengths.size() < 3) {
     return Status::invalid_argument("cuda plan: need at least 3 blocks");
@@ -109,6 +111,9 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   }
   if (total >= (int64_t{1} << 31)) {
     return Status::invalid_argument("cuda plan: more than 2^31 tokens");
+  }
+  if (skip_rows < 0 || skip_rows > lengths.front()) {
+    return Status::invalid_argument("cuda plan: skip_rows outside block 0");
   }
   const int64_t nb = static_cast<int64_t>(lengths.size());
   int64_t num_combine = 0, num_partials = 0;
@@ -125,16 +130,39 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   int32_t* offsets = base + num_items * 8 + num_combine * 4;
   kernels::build_attention_work(lengths.data(), nb, split_keys, items, combine, &num_combine,
                                 &num_partials);
+  int64_t kept_items = num_items, kept_combine = num_combine;
+  if (skip_rows > 0) {
+    // Drop the tiles (and merges) entirely below skip_rows; compact in place. Partial slots keep
+    // their numbering (a kept combine entry's items are kept too: they cover the same rows).
+    kept_items = 0;
+    for (int64_t i = 0; i < num_items; ++i) {
+      if (items[i].row_end > skip_rows) {
+        items[kept_items++] = items[i];
+      }
+    }
+    kept_combine = 0;
+    for (int64_t i = 0; i < num_combine; ++i) {
+      if (combine[i].row_end > skip_rows) {
+        combine[kept_combine++] = combine[i];
+      }
+    }
+    // The combine entries and doc offsets follow the items in `host`: move them down.
+    auto* packed_combine = reinterpret_cast<kernels::AttentionCombineItem*>(base + kept_items * 8);
+    std::memmove(packed_combine, combine, sizeof(kernels::AttentionCombineItem) * kept_combine);
+    combine = packed_combine;
+    int32_t* packed_offsets = base + kept_items * 8 + kept_combine * 4;
+    offsets = packed_offsets;
+  }
   offsets[0] = 0;
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
   }
-  at::Tensor dev = host.to(device);
-  plan->items = dev.narrow(0, 0, num_items * 8);
-  plan->combine = dev.narrow(0, num_items * 8, num_combine * 4);
-  plan->doc_offsets = dev.narrow(0, num_items * 8 + num_combine * 4, num_docs + 1);
-  plan->num_items = num_items;
-  plan->num_combine = num_combine;
+  at::Tensor dev = host.narrow(0, 0, kept_items * 8 + kept_combine * 4 + num_docs + 1).to(device);
+  plan->items = dev.narrow(0, 0, kept_items * 8);
+  plan->combine = dev.narrow(0, kept_items * 8, kept_combine * 4);
+  plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);
+  plan->num_items = kept_items;
+  plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
   plan->num_tokens = total;
   plan->num_docs = num_docs;
@@ -373,7 +401,7 @@ bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t
   return false;
 }
 
-Status make_cuda_block_plan(const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*) {
+Status make_cuda_block_plan(const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -14,6 +14,7 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
+#include "plugin/base/sha256.h"
 #include "ranker/core/cuda_attention.h"
 #include "ranker/core/safetensors.h"
 
@@ -185,6 +186,56 @@ class WeightSource {
 
   bool contains(const std::string& name) const { return owner_.count(name) != 0; }
 
+  // A cheap digest of the checkpoint for the KV-cache fingerprint: the index (when sharded), then
+  // per file (in name order) its name, size, the header and four 64 KiB samples of the data
+  // (start, thirds, end). Reading every byte of a 14 GB checkpoint would cost seconds per start;
+  // headers and sizes alone would not tell a fine-tuned checkpoint from its base (same shapes),
+  // whereas fine-tuning changes essentially every weight, so the samples do.
+  Status digest(std::string* out) const {
+    Sha256 h;
+    const std::string index_path = dir_ + "/model.safetensors.index.json";
+    if (source_ == index_path) {
+      std::ifstream in(index_path, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      const std::string text = ss.str();
+      h.update(text.data(), text.size());
+    }
+    std::vector<char> buf;
+    for (const auto& [name, file] : files_) {
+      std::ifstream in(file->path(), std::ios::binary | std::ios::ate);
+      if (!in) {
+        return Status::io_error(file->path() + ": cannot reopen to digest");
+      }
+      const uint64_t size = static_cast<uint64_t>(in.tellg());
+      h.update(name.data(), name.size());
+      h.update(&size, sizeof(size));
+      uint64_t header_len = 0;
+      in.seekg(0);
+      in.read(reinterpret_cast<char*>(&header_len), sizeof(header_len));
+      const uint64_t head = std::min<uint64_t>(size, 8 + header_len);
+      constexpr uint64_t kSample = 64 * 1024;
+      std::vector<std::pair<uint64_t, uint64_t>> spans = {{0, head}};
+      const uint64_t data = size > head ? size - head : 0;
+      for (uint64_t i = 0; i < 4 && data > 0; ++i) {
+        const uint64_t at = head + (data > kSample ? (data - kSample) * i / 3 : 0);
+        spans.emplace_back(at, std::min(kSample, size - at));
+      }
+      for (const auto& [begin, len] : spans) {
+        buf.resize(static_cast<size_t>(len));
+        in.clear();
+        in.seekg(static_cast<std::streamoff>(begin));
+        in.read(buf.data(), static_cast<std::streamsize>(len));
+        if (!in) {
+          return Status::io_error(file->path() + ": short read while digesting");
+        }
+        h.update(buf.data(), buf.size());
+      }
+    }
+    *out = "safetensors-sampled:" + digest_hex(h.finish());
+    return Status::ok();
+  }
+
   // The tensor `name` with exactly `shape`, converted to dtype/device.
   Status get(const std::string& name,
              const std::vector<int64_t>& shape,
@@ -310,6 +361,7 @@ struct Model::Impl {
   at::Tensor final_norm;
   std::vector<LayerWeights> layers;
   at::Tensor inv_freq;  // [D/2] fp32 on device
+  std::string weights_digest;
 
   Status load_weights(const std::string& dir);
   void compute_inv_freq();
@@ -318,7 +370,17 @@ struct Model::Impl {
   at::Tensor fused_layers(at::Tensor x,
                           int64_t num_layers,
                           const at::Tensor& positions,
-                          const internal::CudaBlockPlan& plan) const;
+                          const internal::CudaBlockPlan& plan,
+                          const at::Tensor& past,
+                          int64_t prefix_tokens,
+                          at::Tensor* present) const;
+  at::Tensor grouped_layers(const std::vector<int64_t>& ids,
+                            const BlockLayout& layout,
+                            int64_t num_layers,
+                            const at::Tensor& cos,
+                            const at::Tensor& sin,
+                            const PrefixKv* prefix,
+                            int64_t* first_row) const;
 
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w) const {
     // HF LlamaRMSNorm: variance and normalisation in fp32, cast back, then scale by the weight.
@@ -604,30 +666,77 @@ bool Model::Impl::fused_layers_usable() const {
          config.hidden_size % 8 == 0 && config.intermediate_size % 8 == 0;
 }
 
-// Runs layers [0, num_layers) on the embeddings x [T, hidden] and returns the input norm of layer
-// `num_layers` (what score_documents needs at l*). The residual add of each layer's MLP is deferred
-// into the next norm kernel, so the stream is read once per norm.
+// Runs layers [0, num_layers) on the embeddings x of rows [c, T) (c = prefix_tokens: rows of block
+// 0 whose K/V `past` [num_layers, 2, Hkv, c, D] supplies; 0 when nothing is cached) and returns the
+// input norm of layer `num_layers` for those rows (what score_documents needs at l*). The residual
+// add of each layer's MLP is deferred into the next norm kernel, so the stream is read once per
+// norm. With a cached prefix the QKV GEMM writes rows [c, T) of a [T, qd + 2 kvd] buffer whose
+// first c rows get the cached K/V (Q zeroed) each layer, and `plan` has no work items for rows
+// below c, so the attention kernel runs unchanged on the full token range. `present` (optional)
+// receives block 0's K/V [num_layers, 2, Hkv, L0, D].
 at::Tensor Model::Impl::fused_layers(at::Tensor x,
                                      int64_t num_layers,
                                      const at::Tensor& positions,
-                                     const internal::CudaBlockPlan& plan) const {
+                                     const internal::CudaBlockPlan& plan,
+                                     const at::Tensor& past,
+                                     int64_t prefix_tokens,
+                                     at::Tensor* present) const {
   using internal::throw_if_error;
-  const int64_t t = x.size(0), hq = config.num_heads, hkv = config.num_kv_heads,
+  const int64_t c = past.defined() ? past.size(3) : 0;
+  const int64_t t = plan.num_tokens, n = t - c, hq = config.num_heads, hkv = config.num_kv_heads,
                 d = config.head_dim;
-  const int64_t qd = hq * d, kvd = hkv * d;
+  const int64_t qd = hq * d, kvd = hkv * d, l0 = prefix_tokens;
   x = x.contiguous();
+  const at::Tensor row_positions = positions.narrow(0, c, n).contiguous();
+  at::Tensor qkv_full;
+  if (c > 0) {
+    qkv_full = at::empty({t, qd + 2 * kvd}, x.options());
+    qkv_full.narrow(0, 0, c).narrow(1, 0, qd).zero_();
+  }
+  if (present != nullptr) {
+    *present = at::empty({num_layers, 2, hkv, l0, d}, x.options());
+  }
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {
     const LayerWeights& w = layers[static_cast<size_t>(l)];
     throw_if_error(internal::cuda_rms_norm(x, pending, w.input_norm, config.rms_norm_eps, &h));
-    at::Tensor qkv = at::linear(h, w.qkv_w, w.qkv_b);  // [T, qd + 2 kvd]
-    throw_if_error(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, hq + hkv, d}),
-                                               positions, inv_freq));
+    at::Tensor qkv;  // [T, qd + 2 kvd]
+    if (c > 0) {
+      at::Tensor rows = qkv_full.narrow(0, c, n);
+      if (w.qkv_b.defined()) {
+        at::addmm_out(rows, w.qkv_b, h, w.qkv_w.t());
+      } else {
+        at::mm_out(rows, h, w.qkv_w.t());
+      }
+      const at::Tensor cached = past.select(0, l);  // [2, Hkv, c, D]
+      qkv_full.narrow(0, 0, c)
+          .narrow(1, qd, kvd)
+          .view({c, hkv, d})
+          .copy_(cached.select(0, 0).permute({1, 0, 2}));
+      qkv_full.narrow(0, 0, c)
+          .narrow(1, qd + kvd, kvd)
+          .view({c, hkv, d})
+          .copy_(cached.select(0, 1).permute({1, 0, 2}));
+      throw_if_error(internal::cuda_rope_inplace(rows.narrow(1, 0, qd + kvd).view({n, hq + hkv, d}),
+                                                 row_positions, inv_freq));
+      qkv = qkv_full;
+    } else {
+      qkv = at::linear(h, w.qkv_w, w.qkv_b);
+      throw_if_error(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, hq + hkv, d}),
+                                                 positions, inv_freq));
+    }
+    if (present != nullptr) {
+      at::Tensor dst = present->select(0, l);
+      dst.select(0, 0).copy_(
+          qkv.narrow(0, 0, l0).narrow(1, qd, kvd).view({l0, hkv, d}).permute({1, 0, 2}));
+      dst.select(0, 1).copy_(
+          qkv.narrow(0, 0, l0).narrow(1, qd + kvd, kvd).view({l0, hkv, d}).permute({1, 0, 2}));
+    }
     at::Tensor attn;
     throw_if_error(internal::cuda_block_attention(
         qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
         qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
-    const at::Tensor o = at::linear(attn, w.o_w, w.o_b);
+    const at::Tensor o = at::linear(c > 0 ? attn.narrow(0, c, n) : attn, w.o_w, w.o_b);
     throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
     at::Tensor act;
     throw_if_error(internal::cuda_silu_mul(at::linear(h, w.gate_up_w, w.gate_up_b), &act));
@@ -636,6 +745,97 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   const LayerWeights& next = layers[static_cast<size_t>(num_layers)];
   throw_if_error(internal::cuda_rms_norm(x, pending, next.input_norm, config.rms_norm_eps, &h));
   return h;
+}
+
+// The ATen layer loop of score_documents in row groups (see PrefixKv): without `prefix` one group
+// [0, T) (the plain ragged forward); with it the groups [c, split), [split, L0), [L0, T), c being
+// the cached tokens. Each group runs layers [0, num_layers) over its rows, its Q against the K/V of
+// every row up to its end (earlier groups' K/V kept per layer, starting from the cached past).
+// Returns the input norm of layer `num_layers` for the last group's rows, whose first row goes to
+// *first_row. prefix->present (when asked) gets block 0's K/V.
+at::Tensor Model::Impl::grouped_layers(const std::vector<int64_t>& ids,
+                                       const BlockLayout& layout,
+                                       int64_t num_layers,
+                                       const at::Tensor& cos,
+                                       const at::Tensor& sin,
+                                       const PrefixKv* prefix,
+                                       int64_t* first_row) const {
+  const int64_t t = static_cast<int64_t>(ids.size()), l0 = layout.block_lengths.front();
+  const int64_t hkv = config.num_kv_heads, d = config.head_dim;
+  const int64_t c = prefix != nullptr && prefix->past.defined() ? prefix->past.size(3) : 0;
+  std::vector<int64_t> bounds = {c};
+  if (prefix != nullptr) {
+    if (prefix->split > c && prefix->split < l0) {
+      bounds.push_back(prefix->split);
+    }
+    if (l0 > c) {
+      bounds.push_back(l0);
+    }
+  }
+  bounds.push_back(t);
+  std::vector<at::Tensor> keys(static_cast<size_t>(num_layers)),
+      values(static_cast<size_t>(num_layers));
+  if (c > 0) {
+    for (int64_t l = 0; l < num_layers; ++l) {
+      keys[static_cast<size_t>(l)] = prefix->past.select(0, l).select(0, 0).permute({1, 0, 2});
+      values[static_cast<size_t>(l)] = prefix->past.select(0, l).select(0, 1).permute({1, 0, 2});
+    }
+  }
+  const std::vector<Segment> full = blockrank_plan(layout, options.device);
+  at::Tensor x;
+  for (size_t g = 0; g + 1 < bounds.size(); ++g) {
+    const int64_t g0 = bounds[g], g1 = bounds[g + 1], n = g1 - g0;
+    const bool last = g + 2 == bounds.size();
+    std::vector<Segment> segs;
+    for (const Segment& seg : full) {
+      if (seg.row_begin >= g0 && seg.row_end <= g1) {
+        segs.push_back(seg);
+      } else if (seg.row_begin == 0 && g1 <= l0) {
+        // Part of block 0: rows [g0, g1) see keys [0, row] (causal at absolute positions).
+        Segment part;
+        part.row_begin = g0;
+        part.row_end = g1;
+        part.key_ranges = {{0, g1}};
+        part.mask = at::ones({n, g1}, at::kBool).tril(/*diagonal=*/g0).to(options.device);
+        segs.push_back(std::move(part));
+      }
+    }
+    const std::vector<int64_t> group_ids(ids.begin() + g0, ids.begin() + g1);
+    x = embed_ids(group_ids);
+    const at::Tensor gcos = cos.narrow(0, g0, n), gsin = sin.narrow(0, g0, n);
+    for (int64_t l = 0; l < num_layers; ++l) {
+      const LayerWeights& w = layers[static_cast<size_t>(l)];
+      at::Tensor h = rms_norm(x, w.input_norm);
+      at::Tensor q = project(h, w.q_w, w.q_b, w.q_norm, config.num_heads, gcos, gsin);
+      at::Tensor k = project(h, w.k_w, w.k_b, w.k_norm, hkv, gcos, gsin);
+      at::Tensor v = at::linear(h, w.v_w, w.v_b).view({n, hkv, d});
+      at::Tensor& k_all = keys[static_cast<size_t>(l)];
+      at::Tensor& v_all = values[static_cast<size_t>(l)];
+      k_all = k_all.defined() ? at::cat({k_all, k}, 0) : k;
+      v_all = v_all.defined() ? at::cat({v_all, v}, 0) : v;
+      at::Tensor out = at::empty({n, config.num_heads * d}, x.options());
+      for (const Segment& seg : segs) {
+        const int64_t rows = seg.row_end - seg.row_begin;
+        out.narrow(0, seg.row_begin - g0, rows)
+            .copy_(attend(q.narrow(0, seg.row_begin - g0, rows), gather_keys(k_all, seg.key_ranges),
+                          gather_keys(v_all, seg.key_ranges), seg.mask, nullptr));
+      }
+      x = mlp_block(w, x + at::linear(out, w.o_w, w.o_b));
+    }
+    if (g1 == l0 && prefix != nullptr && prefix->present != nullptr && num_layers > 0) {
+      std::vector<at::Tensor> per_layer;
+      for (int64_t l = 0; l < num_layers; ++l) {
+        per_layer.push_back(at::stack({keys[static_cast<size_t>(l)].narrow(0, 0, l0),
+                                       values[static_cast<size_t>(l)].narrow(0, 0, l0)},
+                                      0));  // [2, L0, Hkv, D]
+      }
+      *prefix->present = at::stack(per_layer, 0).permute({0, 1, 3, 2, 4}).contiguous();
+    }
+    if (last) {
+      *first_row = g0;
+    }
+  }
+  return rms_norm(x, layers[static_cast<size_t>(num_layers)].input_norm);
 }
 
 void Model::Impl::compute_inv_freq() {
@@ -656,6 +856,7 @@ void Model::Impl::compute_inv_freq() {
 Status Model::Impl::load_weights(const std::string& dir) {
   WeightSource src;
   BLOCKRANK_RETURN_IF_ERROR(src.open(dir));
+  BLOCKRANK_RETURN_IF_ERROR(src.digest(&weights_digest));
   const ModelConfig& c = config;
   const int64_t hd = c.hidden_size, qd = c.num_heads * c.head_dim,
                 kvd = c.num_kv_heads * c.head_dim;
@@ -719,6 +920,15 @@ const BlockRankSettings& Model::settings() const {
 }
 const LoadOptions& Model::options() const {
   return impl_->options;
+}
+const std::string& Model::weights_digest() const {
+  return impl_->weights_digest;
+}
+bool Model::uses_fused_layers(int64_t signal_rows) const {
+  const Impl& m = *impl_;
+  return internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
+                                       m.config.num_heads, m.config.num_kv_heads, signal_rows) &&
+         m.fused_layers_usable();
 }
 
 Status Model::load(const std::string& dir,
@@ -803,6 +1013,19 @@ Status Model::create_random(const ModelConfig& config,
     }
     impl.compute_inv_freq();
     impl.merge_for_cuda();
+    impl.weights_digest =
+        "random:" +
+        sha256_hex("seed=" + std::to_string(seed) + ";arch=" + architecture_name(config.arch) +
+                   ";vocab=" + std::to_string(config.vocab_size) +
+                   ";hidden=" + std::to_string(config.hidden_size) +
+                   ";ffn=" + std::to_string(config.intermediate_size) +
+                   ";layers=" + std::to_string(config.num_layers) + ";heads=" +
+                   std::to_string(config.num_heads) + "/" + std::to_string(config.num_kv_heads) +
+                   ";head_dim=" + std::to_string(config.head_dim) +
+                   ";bias=" + std::to_string(config.qkv_bias) + std::to_string(config.o_bias) +
+                   std::to_string(config.mlp_bias) + ";qk_norm=" + std::to_string(config.qk_norm) +
+                   ";tied=" + std::to_string(config.tie_word_embeddings) +
+                   ";device=" + options.device.str());  // randn differs per device
   } catch (const c10::Error& e) {
     return Status::internal(std::string("create_random: ") + e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
@@ -873,7 +1096,8 @@ StatusOr<ForwardResult> Model::forward_dense(const std::vector<int64_t>& ids,
 StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& ids,
                                                     const BlockLayout& layout,
                                                     int64_t layer,
-                                                    int64_t signal_rows) const {
+                                                    int64_t signal_rows,
+                                                    const PrefixKv* prefix) const {
   BLOCKRANK_RETURN_IF_ERROR(impl_->check_ids(ids));
   const int64_t t = static_cast<int64_t>(ids.size());
   BLOCKRANK_RETURN_IF_ERROR(layout.validate(t, signal_rows));
@@ -881,9 +1105,29 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     return Status::invalid_argument("scoring layer " + std::to_string(layer) + " outside [0, " +
                                     std::to_string(impl_->config.num_layers) + ")");
   }
+  const Impl& m = *impl_;
+  const int64_t l0 = layout.block_lengths.front(), lq = layout.block_lengths.back();
+  if (layer == 0) {
+    prefix = nullptr;  // layer 0 scores from the embeddings: block 0 contributes nothing
+  }
+  int64_t cached = 0;
+  if (prefix != nullptr && prefix->past.defined()) {
+    const at::Tensor& p = prefix->past;
+    if (p.dim() != 5 || p.size(0) != layer || p.size(1) != 2 ||
+        p.size(2) != m.config.num_kv_heads || p.size(3) > l0 || p.size(4) != m.config.head_dim) {
+      return Status::invalid_argument("prefix K/V must be [" + std::to_string(layer) + ", 2, " +
+                                      std::to_string(m.config.num_kv_heads) +
+                                      ", <= " + std::to_string(l0) + ", " +
+                                      std::to_string(m.config.head_dim) + "]");
+    }
+    if (p.scalar_type() != m.options.dtype || p.device() != m.options.device) {
+      return Status::invalid_argument("prefix K/V must have the model's dtype and device");
+    }
+    cached = p.size(3);
+  }
+  at::Tensor* present = prefix != nullptr && cached < l0 ? prefix->present : nullptr;
   try {
     c10::InferenceMode guard;
-    const Impl& m = *impl_;
     at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
     auto [cos, sin] = m.rope_tables(pos);
     // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
@@ -891,35 +1135,45 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     const bool use_kernels =
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
                                       m.config.num_heads, m.config.num_kv_heads, signal_rows);
+    const bool fused = use_kernels && m.fused_layers_usable();
+    // The unfused kernel loop has no prefix support: with a cached past or a K/V to return it
+    // falls back to the ATen row groups (correct, slower; only reached with
+    // BLOCKRANK_FUSED_LAYERS=0 or Qwen3's q/k norms on CUDA).
+    const bool prefix_used = cached > 0 || present != nullptr;
     internal::CudaBlockPlan cuda_plan;
-    Impl::LayerCapture cap;
-    std::vector<Segment> plan;
     if (use_kernels) {
       BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(
-          layout, m.options.device, internal::kDefaultSplitKeys, &cuda_plan));
-      cap.cuda_plan = &cuda_plan;
-    } else {
-      plan = blockrank_plan(layout, m.options.device);
+          layout, m.options.device, internal::kDefaultSplitKeys, &cuda_plan,
+          /*skip_rows=*/fused ? cached : 0));
     }
-    at::Tensor x = m.embed_ids(ids);
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
     at::Tensor h;
-    if (use_kernels && m.fused_layers_usable()) {
-      h = m.fused_layers(x, layer, pos, cuda_plan);
-    } else {
+    int64_t row0 = 0;  // h holds rows [row0, T)
+    if (fused) {
+      std::vector<int64_t> rows(ids.begin() + cached, ids.end());
+      h = m.fused_layers(m.embed_ids(rows), layer, pos, cuda_plan,
+                         cached > 0 ? prefix->past : at::Tensor(), l0, present);
+      row0 = cached;
+    } else if (use_kernels && !prefix_used) {
+      Impl::LayerCapture cap;
+      cap.cuda_plan = &cuda_plan;
+      at::Tensor x = m.embed_ids(ids);
       for (int64_t l = 0; l < layer; ++l) {
-        x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, plan, cap);
+        x = m.layer_forward(m.layers[static_cast<size_t>(l)], x, cos, sin, {}, cap);
       }
       h = m.rms_norm(x, w.input_norm);
+    } else {
+      h = m.grouped_layers(ids, layout, layer, cos, sin, prefix, &row0);
     }
     // Layer l*: only the norm, Q for the signal rows and K for the document tokens (§4.1, §9.11).
-    const int64_t l0 = layout.block_lengths.front(), lq = layout.block_lengths.back();
     const int64_t tdoc = t - l0 - lq;
-    at::Tensor q = m.project(h.narrow(0, t - signal_rows, signal_rows), w.q_w, w.q_b, w.q_norm,
-                             m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
-                             sin.narrow(0, t - signal_rows, signal_rows));
-    at::Tensor k = m.project(h.narrow(0, l0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
-                             cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
+    at::Tensor q =
+        m.project(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b, w.q_norm,
+                  m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
+                  sin.narrow(0, t - signal_rows, signal_rows));
+    at::Tensor k =
+        m.project(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
+                  cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
     std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
     at::Tensor s;
     if (use_kernels) {

@@ -85,6 +85,32 @@ struct GenerateResult {
   std::vector<float> scores;    ///< [N] document scores when requested, else empty
 };
 
+/// The instruction-prefix K/V of score_documents() (issue 6): block 0 of the BlockRank layout is
+/// plain causal at positions 0..L0-1 and every later block attends to all of it, so its per-layer
+/// K/V depends only on its own tokens, and any prefix of it is itself a valid K/V of those tokens.
+/// Layout of `past` / `*present`: [layers, 2 (k, v), Hkv, tokens, D] in the compute dtype on the
+/// model's device, K after RoPE; layers = the scoring layer l* (layers 0..l*-1: layer l* itself
+/// only takes the norm and Q/K of the signal rows and document tokens, so block 0's K/V there is
+/// never used).
+///
+/// Row groups: the ATen path computes rows [0, split), [split, L0) and [L0, T) as separate groups
+/// (each group's GEMMs over its rows only, attending to the K/V of earlier groups), whether or not
+/// anything is cached. Dense BLAS results depend on the row count of the call (OpenBLAS picks
+/// different micro-kernels for different M), so this fixed grouping is what makes a cached group
+/// bitwise equal to a recomputed one on the CPU. The fused CUDA path computes all missing rows
+/// in one group (bf16 rounding differences are within tolerance there).
+struct PrefixKv {
+  /// Query-independent tokens at the start of block 0 (the instruction text, block-aligned by the
+  /// caller); a group boundary. 0 or >= L0: none. Default: 0.
+  int64_t split = 0;
+  /// K/V of block 0's first `past.size(3)` tokens (<= L0); undefined: nothing cached. Its token
+  /// count should be 0, `split` or L0 for bitwise equality with an uncached run.
+  at::Tensor past;
+  /// When non-null and past covers fewer than L0 tokens, receives the K/V of all L0 tokens of
+  /// block 0 (past included), contiguous.
+  at::Tensor* present = nullptr;
+};
+
 struct ForwardResult {
   at::Tensor logits;
   std::vector<at::Tensor> hidden;
@@ -137,10 +163,24 @@ class Model {
   /// Attention inference (BLOCKRANK.md §4.1): layers 0..layer-1 in full, then at `layer` only the
   /// norm, Q for the signal rows and K for the document tokens; no later layers, no LM head.
   /// Returns [N] fp32 scores (they sum to 1 per query).
+  /// With `prefix`: block 0's first past.size(3) tokens are not computed (their cached K/V is used
+  /// in each layer) and, on request, block 0's K/V is returned (see PrefixKv). kInvalidArgument
+  /// for a past whose shape does not match (layers = `layer`, this model's Hkv and D, at most L0
+  /// tokens) or whose dtype/device differ from the model's.
   StatusOr<std::vector<float>> score_documents(const std::vector<int64_t>& input_ids,
                                                const BlockLayout& layout,
                                                int64_t layer,
-                                               int64_t signal_rows) const;
+                                               int64_t signal_rows,
+                                               const PrefixKv* prefix = nullptr) const;
+
+  /// Digest of the weights: Model::load hashes each safetensors file's header, size and four
+  /// 64 KiB samples of its data (plus the index); create_random hashes the config and seed. For
+  /// the KV-cache fingerprint.
+  const std::string& weights_digest() const;
+
+  /// True when score_documents() runs the fused CUDA bf16 layer loop for `signal_rows` (its
+  /// values round differently from the ATen loop's; the KV-cache fingerprint tells them apart).
+  bool uses_fused_layers(int64_t signal_rows) const;
 
   /// Greedy decoding continuing the BlockRank prompt `input_ids` (§4.2): the prompt runs once
   /// with BlockRank attention, keeping every layer's K/V; each generated token belongs to the

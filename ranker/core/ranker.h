@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "blockrank/status.h"
+#include "plugin/base/logging.h"
 #include "ranker/core/model_config.h"
+#include "ranker/kv_cache/kv_cache.h"
 
 namespace blockrank {
 
@@ -31,6 +33,37 @@ struct RankerOptions {
   int64_t scoring_layer = -1;
   /// Overrides blockrank.json's signal_rows when >= 1. Default: 0.
   int64_t signal_rows = 0;
+
+  /// Instruction-prefix KV cache (issue 6) for score(): block 0's K/V of layers 0..l*-1 is looked
+  /// up before and stored after each prompt. generate() bypasses it (decoding needs every layer's
+  /// K/V; they would need their own entries). Default: false.
+  bool kv_cache = false;
+  /// RocksDB directory of the disk tier; empty: memory tier only. Default: "".
+  std::string kv_cache_dir;
+  /// Memory-tier budget (device memory on CUDA, RAM on CPU). Default: 1 GiB.
+  uint64_t kv_cache_memory_bytes = uint64_t{1} << 30;
+  /// Disk-tier budget. Default: 16 GiB.
+  uint64_t kv_cache_disk_bytes = uint64_t{16} << 30;
+  /// Puts waiting for the background writer at most; more are dropped (and counted). Default: 8.
+  int kv_cache_put_queue = 8;
+  /// Part of the cache fingerprint (Reranker fills it with the tokenizer's digest). Default: "".
+  std::string tokenizer_digest;
+  /// Receives the cache's warnings (corrupt entries, disk failures). Default: none.
+  std::shared_ptr<Logger> logger;
+};
+
+/// The cache's counters: the store's (lookups, hits per tier, misses, bytes, evictions,
+/// corruptions) and the ranker's (tokens reused, puts dropped).
+struct RankerCacheStats {
+  bool enabled = false;
+  KvCacheStats store;
+  uint64_t prefix_tokens = 0;  ///< Block-0 tokens of the scored prompts.
+  uint64_t reused_tokens = 0;  ///< Of those, tokens whose K/V came from the cache.
+  uint64_t puts_queued = 0;
+  uint64_t puts_dropped = 0;  ///< Writer queue full: not stored.
+  uint64_t put_errors = 0;
+  /// "ok", or why the disk tier is off.
+  std::string disk_status;
 };
 
 /// One prompt in BlockRank layout: the concatenated ids of every block and each block's length:
@@ -38,6 +71,9 @@ struct RankerOptions {
 struct RankerInput {
   std::vector<int32_t> input_ids;
   std::vector<int32_t> block_lengths;
+  /// Tokens at the start of block 0 that do not depend on the query (the instruction text); the
+  /// KV cache stores their block-aligned part on its own so that new queries reuse it. 0: unknown.
+  int32_t instruction_length = 0;
 };
 
 /// Greedy decoding after the prompt (BLOCKRANK.md §4.2).
@@ -85,6 +121,11 @@ class Ranker {
   const ModelConfig& config() const;
   /// blockrank.json with the options' overrides applied.
   const BlockRankSettings& settings() const;
+
+  /// The KV cache's counters (enabled = false without one).
+  RankerCacheStats cache_stats() const;
+  /// Waits until the cache's background writer has stored every queued entry (tests, benchmarks).
+  void flush_cache() const;
 
  private:
   Ranker();

@@ -78,7 +78,40 @@ struct Reranker::Impl {
   // EOS and every token whose string contains "]": the id list is complete once one appears
   // ("]", "]</s>", "],", ...), whatever merges the vocabulary has.
   std::vector<int32_t> stop_ids;
+  // Tokens at the start of block 0 that no query changes (the KV cache's shared instruction part).
+  int32_t instruction_length = 0;
 };
+
+namespace {
+
+// The leading block-0 tokens that are the same whatever the query: the longest common prefix of
+// block 0 rendered for a few unlike queries (letters, digits, punctuation, non-ASCII; tokenizers
+// may merge the query's first characters with the text before it, so one query is not enough).
+// A wrong guess could only cost hits: cache keys are the tokens themselves.
+Status instruction_token_count(const Tokenizer& tokenizer, PromptTemplate tmpl, int32_t* out) {
+  const char* queries[] = {"what is x", "42", "? !", "\xc3\xa9t\xc3\xa9", "Zebra"};
+  std::vector<int32_t> common;
+  bool first = true;
+  for (const char* q : queries) {
+    const PromptPieces pieces = render_prompt_pieces(tmpl, q, {PromptDocument{"", "d"}});
+    std::vector<int32_t> ids;
+    BLOCKRANK_RETURN_IF_ERROR(tokenizer.encode(pieces.instruction, &ids));
+    if (first) {
+      common = ids;
+      first = false;
+    } else {
+      size_t n = 0;
+      while (n < common.size() && n < ids.size() && common[n] == ids[n]) {
+        ++n;
+      }
+      common.resize(n);
+    }
+  }
+  *out = static_cast<int32_t>(common.size());
+  return Status::ok();
+}
+
+}  // namespace
 
 Reranker::Reranker() : impl_(std::make_unique<Impl>()) {}
 Reranker::~Reranker() = default;
@@ -104,7 +137,9 @@ Status Reranker::open(const std::string& model_dir,
   Impl& impl = *r->impl_;
   BLOCKRANK_RETURN_IF_ERROR(
       Tokenizer::load(options.tokenizer.empty() ? model_dir : options.tokenizer, &impl.tokenizer));
-  BLOCKRANK_RETURN_IF_ERROR(Ranker::open(model_dir, options.ranker, &impl.ranker));
+  RankerOptions ranker_options = options.ranker;
+  ranker_options.tokenizer_digest = impl.tokenizer->digest();
+  BLOCKRANK_RETURN_IF_ERROR(Ranker::open(model_dir, ranker_options, &impl.ranker));
   const int64_t model_vocab = impl.ranker->config().vocab_size;
   if (impl.tokenizer->vocab_size() > model_vocab) {
     return Status::invalid_argument(
@@ -119,6 +154,8 @@ Status Reranker::open(const std::string& model_dir,
   impl.max_block_length =
       options.max_block_length > 0 ? options.max_block_length : settings.max_block_length;
   impl.max_new_tokens = options.max_new_tokens;
+  BLOCKRANK_RETURN_IF_ERROR(
+      instruction_token_count(*impl.tokenizer, impl.tmpl, &impl.instruction_length));
   if (auto eos = impl.tokenizer->eos_id()) {
     impl.stop_ids.push_back(*eos);
   }
@@ -161,6 +198,7 @@ Status Reranker::rerank(std::string_view query,
   po.max_block_length = impl.max_block_length;
   Prompt prompt;
   BLOCKRANK_RETURN_IF_ERROR(build_prompt(*impl.tokenizer, query, prompt_docs, po, &prompt));
+  prompt.input.instruction_length = impl.instruction_length;
 
   const auto t1 = Clock::now();
   Reranking r;

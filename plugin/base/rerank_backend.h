@@ -56,6 +56,8 @@ struct RerankBackendOptions {
   std::string dtype = "auto";
   /// CPU threads (0: all cores). Default: 0.
   int threads = 0;
+  /// Longest block in tokens (§1.4); 0 uses the model's blockrank.json. Default: 0.
+  int64_t max_block_length = 0;
   /// Instruction-prefix KV cache directory (empty: none).
   std::string kv_cache_dir;
 };

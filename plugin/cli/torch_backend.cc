@@ -54,6 +54,7 @@ Status open_backend(const RerankBackendOptions& o, std::unique_ptr<RerankBackend
   RerankerOptions ro;
   ro.ranker.device = o.device;
   ro.ranker.dtype = o.dtype;
+  ro.max_block_length = o.max_block_length;
   ro.ranker.num_threads = o.threads > 0
                               ? o.threads
                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -10,6 +10,8 @@
 //    doc_id, keeping the first, as upstream's dict does.
 //  - rank_llm retrieve_results JSON: an array of {query, hits: [{content, qid, docid, rank,
 //    score}]} (e.g. msmarco-dl19/retrieve_results_dl19.json); hits keep their file order.
+// --fusion mixes the model's scores with the first stage's (blockrank/fusion.h): the hits' "score"
+// (BM25 in rank_llm files) when every hit has one, else the candidate order (N - i).
 // Every malformed record is reported as "file:line: what is wrong" (exit code 2).
 #include <algorithm>
 #include <cctype>
@@ -24,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "blockrank/fusion.h"
 #include "indexer/eval_data.h"
 #include "indexer/metrics.h"
 #include "plugin/base/cli_command.h"
@@ -52,6 +55,7 @@ struct RerankFlags {
   int candidates = 0;
   int max_new_tokens = 32;
   int64_t shuffle_seed = -1;
+  std::vector<std::string> fusion = {"rerank"};
 };
 
 struct QueryRecord {
@@ -59,6 +63,8 @@ struct QueryRecord {
   std::string query;
   std::vector<RerankDocument> documents;
   std::vector<std::string> answer_ids;
+  /// First-stage score per document (rank_llm "score"); empty when the file has none.
+  std::vector<double> first_stage;
 };
 
 // A JSON id (string or integer) as a string; false for anything else.
@@ -192,6 +198,7 @@ Status read_rank_llm(const std::string& path, std::vector<QueryRecord>* records)
     rec.query = e["query"].get<std::string>();
     rec.query_id = std::to_string(q);
     std::set<std::string> seen;
+    bool all_scored = true;
     for (size_t h = 0; h < e["hits"].size(); ++h) {
       const auto& hit = e["hits"][h];
       const std::string hwhere = where + ": hits[" + std::to_string(h) + "]";
@@ -208,7 +215,13 @@ Status read_rank_llm(const std::string& path, std::vector<QueryRecord>* records)
       doc.text = hit["content"].get<std::string>();
       if (seen.insert(doc.id).second) {
         rec.documents.push_back(std::move(doc));
+        const bool scored = hit.contains("score") && hit["score"].is_number();
+        all_scored = all_scored && scored;
+        rec.first_stage.push_back(scored ? hit["score"].get<double>() : 0.0);
       }
+    }
+    if (!all_scored) {
+      rec.first_stage.clear();
     }
     records->push_back(std::move(rec));
   }
@@ -243,6 +256,14 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   if (flags.candidates < 0) {
     return Status::invalid_argument("--candidates must be >= 0 (0: all)");
   }
+  std::vector<FusionOptions> fusions;
+  for (const std::string& f : flags.fusion) {
+    BLOCKRANK_ASSIGN_OR_RETURN(FusionOptions fo, parse_fusion(f));
+    fusions.push_back(fo);
+  }
+  if (fusions.empty()) {
+    fusions.push_back(FusionOptions());
+  }
   std::vector<QueryRecord> records;
   BLOCKRANK_RETURN_IF_ERROR(read_input(flags.input, &records));
   Qrels qrels;
@@ -263,6 +284,8 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   const bool trec = ends_with(flags.output, ".trec");
   std::string out_text;
   Run run, input_run;
+  // One run per extra --fusion (the first one's is `run`, which is also what is written).
+  std::vector<Run> fused_runs(fusions.size() - 1);
   int answered = 0, answer_hits = 0;
   size_t documents = 0;
   int64_t prompt_tokens = 0;
@@ -272,6 +295,9 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
     QueryRecord& rec = records[record];
     if (flags.candidates > 0 && rec.documents.size() > static_cast<size_t>(flags.candidates)) {
       rec.documents.resize(static_cast<size_t>(flags.candidates));
+      if (!rec.first_stage.empty()) {
+        rec.first_stage.resize(rec.documents.size());
+      }
     }
     if (rec.documents.empty()) {
       BLOCKRANK_LOG_WARNING(ctx.logger, "query %s has no documents; skipped", rec.query_id.c_str());
@@ -298,10 +324,51 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
       // The candidate order as a run (score N - i), to compare against the first stage.
       baseline.push_back({rec.documents[i].id, static_cast<double>(rec.documents.size() - i)});
     }
+    if (fusions.size() > 1 || fusions[0].method != FusionMethod::kRerank) {
+      // Fused orders; equal fused scores keep the candidate order (interpolate:1 = the input).
+      std::vector<double> first = rec.first_stage;
+      std::vector<double> model(rec.documents.size(), 0.0);
+      for (size_t i = 0; i < rec.documents.size() && first.size() != rec.documents.size(); ++i) {
+        first.push_back(static_cast<double>(rec.documents.size() - i));
+      }
+      for (const RankedDocument& d : r.ranked) {
+        model[d.index] = d.score;
+      }
+      for (size_t f = 0; f < fusions.size(); ++f) {
+        BLOCKRANK_ASSIGN_OR_RETURN(std::vector<double> fused,
+                                   fuse_scores(first, model, fusions[f]));
+        std::vector<size_t> order(rec.documents.size());
+        for (size_t i = 0; i < order.size(); ++i) {
+          order[i] = i;
+        }
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t x, size_t y) { return fused[x] > fused[y]; });
+        if (f > 0) {
+          auto& fe = fused_runs[f - 1][rec.query_id];
+          for (size_t pos = 0; pos < order.size(); ++pos) {
+            fe.push_back({rec.documents[order[pos]].id, static_cast<double>(order.size() - pos)});
+          }
+          continue;
+        }
+        // The first fusion decides the written ranking; scores are the fused ones.
+        std::vector<RankedDocument> ranked;
+        for (size_t i : order) {
+          for (const RankedDocument& d : r.ranked) {
+            if (d.index == i) {
+              ranked.push_back(d);
+              ranked.back().score = fused[i];
+            }
+          }
+        }
+        r.ranked = std::move(ranked);
+      }
+    }
     nlohmann::json ranking = nlohmann::json::array();
     int rank = 0;
-    for (const RankedDocument& d : r.ranked) {
-      entries.push_back({d.doc_id, d.score});
+    for (size_t pos = 0; pos < r.ranked.size(); ++pos) {
+      const RankedDocument& d = r.ranked[pos];
+      // Distinct descending run scores, so that trec_eval's tie-break cannot reorder the ranking.
+      entries.push_back({d.doc_id, static_cast<double>(r.ranked.size() - pos)});
       if (trec) {
         out_text += rec.query_id + " Q0 " + d.doc_id + " " + std::to_string(++rank) + " " +
                     format_score(d.score) + " blockrank-" + rerank_mode_name(mode) + "\n";
@@ -351,7 +418,13 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   if (!flags.qrels.empty()) {
     MetricOptions mo;  // nDCG@10, MRR@10, P@1 with trec_eval semantics
     print_metrics(report, "input", evaluate_run(input_run, qrels, mo));
-    print_metrics(report, "reranked", evaluate_run(run, qrels, mo));
+    for (size_t f = 0; f < fusions.size(); ++f) {
+      const std::string label = fusions.size() == 1 && fusions[f].method == FusionMethod::kRerank
+                                    ? std::string("reranked")
+                                    : "reranked (" + fusion_name(fusions[f]) + ")";
+      print_metrics(report, label.c_str(),
+                    evaluate_run(f == 0 ? run : fused_runs[f - 1], qrels, mo));
+    }
   } else if (answered > 0) {
     std::fprintf(report, "P@1 %.4f (answer_ids, %d queries)\n",
                  static_cast<double>(answer_hits) / answered, answered);
@@ -392,6 +465,10 @@ void add_rerank_command(CLI::App& app, CommandContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--candidates", flags->candidates,
                   "Rerank only the first N candidates of each query (0 = all)")
+      ->capture_default_str();
+  cmd->add_option("--fusion", flags->fusion,
+                  "rerank or interpolate:ALPHA (ALPHA = first-stage weight of min-max scores); "
+                  "repeat for several metric lines (the first decides the written ranking)")
       ->capture_default_str();
   cmd->add_option("--max-new-tokens", flags->max_new_tokens, "Decode mode: tokens generated")
       ->capture_default_str();

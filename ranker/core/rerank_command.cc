@@ -56,6 +56,9 @@ struct RerankFlags {
   int max_new_tokens = 32;
   int64_t shuffle_seed = -1;
   std::vector<std::string> fusion = {"rerank"};
+  std::string kv_cache;
+  uint64_t kv_cache_memory_mb = RankerOptions().kv_cache_memory_bytes >> 20;
+  uint64_t kv_cache_disk_mb = RankerOptions().kv_cache_disk_bytes >> 20;
 };
 
 struct QueryRecord {
@@ -278,6 +281,13 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   ro.max_block_length = flags.max_block_length;
   ro.prompt_template = flags.prompt_template;
   ro.max_new_tokens = flags.max_new_tokens;
+  if (!flags.kv_cache.empty()) {
+    ro.ranker.kv_cache = true;
+    ro.ranker.kv_cache_dir = flags.kv_cache;
+    ro.ranker.kv_cache_memory_bytes = flags.kv_cache_memory_mb << 20;
+    ro.ranker.kv_cache_disk_bytes = flags.kv_cache_disk_mb << 20;
+    ro.ranker.logger = ctx.logger;
+  }
   std::unique_ptr<Reranker> reranker;
   BLOCKRANK_RETURN_IF_ERROR(Reranker::open(flags.model, ro, &reranker));
 
@@ -415,6 +425,21 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
                  static_cast<double>(prompt_tokens) / nq, 1000.0 * prompt_seconds / nq,
                  1000.0 * model_seconds / nq);
   }
+  const RankerCacheStats cs = reranker->ranker().cache_stats();
+  if (cs.enabled) {
+    std::fprintf(
+        report,
+        "kv cache: %llu lookups, %llu memory hits, %llu disk hits, %llu misses, %llu of "
+        "%llu instruction-block tokens reused, %llu corrupt, %llu puts dropped (disk: %s)\n",
+        static_cast<unsigned long long>(cs.store.lookups),
+        static_cast<unsigned long long>(cs.store.memory_hits),
+        static_cast<unsigned long long>(cs.store.disk_hits),
+        static_cast<unsigned long long>(cs.store.misses),
+        static_cast<unsigned long long>(cs.reused_tokens),
+        static_cast<unsigned long long>(cs.prefix_tokens),
+        static_cast<unsigned long long>(cs.store.corruptions),
+        static_cast<unsigned long long>(cs.puts_dropped), cs.disk_status.c_str());
+  }
   if (!flags.qrels.empty()) {
     MetricOptions mo;  // nDCG@10, MRR@10, P@1 with trec_eval semantics
     print_metrics(report, "input", evaluate_run(input_run, qrels, mo));
@@ -475,6 +500,14 @@ void add_rerank_command(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--shuffle-seed", flags->shuffle_seed,
                   "Shuffle each query's candidates with seed + record number before numbering "
                   "them (-1 = no shuffle)")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache", flags->kv_cache,
+                  "Instruction-prefix KV cache directory (RocksDB; reused across runs; attention "
+                  "mode only)");
+  cmd->add_option("--kv-cache-memory-mb", flags->kv_cache_memory_mb,
+                  "KV cache memory tier (device memory on CUDA)")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-disk-mb", flags->kv_cache_disk_mb, "KV cache disk tier")
       ->capture_default_str();
   cmd->callback([flags, &ctx]() {
     RerankFlags f = *flags;

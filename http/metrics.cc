@@ -59,6 +59,11 @@ void Metrics::gauge(const std::string& name,
   gauges_[name] = {help, std::move(read)};
 }
 
+void Metrics::collector(std::function<std::string()> render) {
+  std::lock_guard<std::mutex> lock(mu_);
+  collectors_.push_back(std::move(render));
+}
+
 void Metrics::describe(const std::string& name, const std::string& type, const std::string& help) {
   std::lock_guard<std::mutex> lock(mu_);
   families_[name] = {type, help};
@@ -106,6 +111,9 @@ std::string Metrics::render() const {
   for (const auto& [name, g] : gauges_) {
     out += "# HELP " + name + " " + g.first + "\n# TYPE " + name + " gauge\n";
     out += name + " " + fmt(g.second()) + "\n";
+  }
+  for (const auto& render : collectors_) {
+    out += render();
   }
   return out;
 }

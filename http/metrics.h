@@ -25,6 +25,9 @@ class Metrics {
                const std::vector<double>& buckets);
   /// Registers a gauge read at render time.
   void gauge(const std::string& name, const std::string& help, std::function<double()> read);
+  /// Registers a source of extra exposition text appended at render time (families whose values
+  /// live elsewhere, e.g. the reranker's KV-cache counters).
+  void collector(std::function<std::string()> render);
   /// Sets help text for a metric family.
   void describe(const std::string& name, const std::string& type, const std::string& help);
   /// The whole registry in Prometheus text format.
@@ -44,6 +47,7 @@ class Metrics {
   std::map<std::string, std::map<std::string, double>> counters_;
   std::map<std::string, std::map<std::string, Histogram>> histograms_;
   std::map<std::string, std::pair<std::string, std::function<double()>>> gauges_;
+  std::vector<std::function<std::string()>> collectors_;
 };
 
 /// Latency buckets in seconds: 1 ms … 60 s.

@@ -14,6 +14,8 @@ struct ServeArgs {
   std::string db;
   std::string model;
   std::string kv_cache;
+  uint64_t kv_cache_memory_mb = RerankBackendOptions().kv_cache_memory_mb;
+  uint64_t kv_cache_disk_mb = RerankBackendOptions().kv_cache_disk_mb;
   std::string device = "cpu";
   std::string dtype = "auto";
   int model_threads = 0;
@@ -31,6 +33,8 @@ Status serve(const ServeArgs& a, const std::shared_ptr<Logger>& logger) {
     ro.dtype = a.dtype;
     ro.threads = a.model_threads;
     ro.kv_cache_dir = a.kv_cache;
+    ro.kv_cache_memory_mb = a.kv_cache_memory_mb;
+    ro.kv_cache_disk_mb = a.kv_cache_disk_mb;
     BLOCKRANK_LOG_INFO(logger, "loading model %s", a.model.c_str());
     BLOCKRANK_RETURN_IF_ERROR(open_rerank_backend(ro, &backend));
   }
@@ -58,7 +62,13 @@ void add_serve_command(CLI::App& app, CommandContext& ctx) {
       "serve", "HTTP API: search with reranking, /v1/rerank, live indexing, metrics");
   cmd->add_option("--db", a->db, "Index directory (created if missing)")->required();
   cmd->add_option("--model", a->model, "Model directory for reranking (none: BM25 only)");
-  cmd->add_option("--kv-cache", a->kv_cache, "Instruction-prefix KV cache directory");
+  cmd->add_option("--kv-cache", a->kv_cache,
+                  "Instruction-prefix KV cache directory (RocksDB; needs --model)");
+  cmd->add_option("--kv-cache-memory-mb", a->kv_cache_memory_mb,
+                  "KV cache memory tier (device memory on CUDA)")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-disk-mb", a->kv_cache_disk_mb, "KV cache disk tier")
+      ->capture_default_str();
   cmd->add_option("--device", a->device, "Model device: cpu, cuda, cuda:N")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "Model dtype: auto, float32, bfloat16")
       ->capture_default_str();

@@ -75,6 +75,54 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
+// The reranker's KV-cache counters in Prometheus text format (empty without a cache). Read from
+// the backend at scrape time: the counters live in the cache, not in the registry.
+std::string render_kv_cache_metrics(const RerankBackendCacheStats& s) {
+  if (!s.enabled) {
+    return "";
+  }
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto value = [&](const std::string& series, uint64_t v) {
+    out += series + " " + std::to_string(v) + "\n";
+  };
+  family("blockrank_kv_cache_hits_total", "counter", "Instruction-prefix KV cache hits by tier");
+  value("blockrank_kv_cache_hits_total{tier=\"memory\"}", s.memory_hits);
+  value("blockrank_kv_cache_hits_total{tier=\"disk\"}", s.disk_hits);
+  family("blockrank_kv_cache_misses_total", "counter", "KV cache lookups that found no prefix");
+  value("blockrank_kv_cache_misses_total", s.misses);
+  family("blockrank_kv_cache_lookup_tokens_total", "counter",
+         "Instruction-block tokens looked up in the KV cache");
+  value("blockrank_kv_cache_lookup_tokens_total", s.lookup_tokens);
+  family("blockrank_kv_cache_hit_tokens_total", "counter",
+         "Instruction-block tokens whose K/V came from the cache");
+  value("blockrank_kv_cache_hit_tokens_total", s.hit_tokens);
+  family("blockrank_kv_cache_disk_bytes_total", "counter", "KV cache bytes written/read on disk");
+  value("blockrank_kv_cache_disk_bytes_total{op=\"write\"}", s.bytes_stored);
+  value("blockrank_kv_cache_disk_bytes_total{op=\"read\"}", s.bytes_read);
+  family("blockrank_kv_cache_evictions_total", "counter", "KV cache evictions by tier");
+  value("blockrank_kv_cache_evictions_total{tier=\"memory\"}", s.memory_evictions);
+  value("blockrank_kv_cache_evictions_total{tier=\"disk\"}", s.disk_evictions);
+  family("blockrank_kv_cache_corruptions_total", "counter",
+         "Corrupt KV cache entries dropped (and recomputed)");
+  value("blockrank_kv_cache_corruptions_total", s.corruptions);
+  family("blockrank_kv_cache_disk_errors_total", "counter", "RocksDB failures of the KV cache");
+  value("blockrank_kv_cache_disk_errors_total", s.disk_errors);
+  family("blockrank_kv_cache_dropped_puts_total", "counter",
+         "KV cache entries not stored: the background writer's queue was full");
+  value("blockrank_kv_cache_dropped_puts_total", s.puts_dropped);
+  family("blockrank_kv_cache_entries", "gauge", "KV cache entries by tier");
+  value("blockrank_kv_cache_entries{tier=\"memory\"}", s.memory_entries);
+  value("blockrank_kv_cache_entries{tier=\"disk\"}", s.disk_entries);
+  family("blockrank_kv_cache_bytes", "gauge", "KV cache bytes held by tier");
+  value("blockrank_kv_cache_bytes{tier=\"memory\"}", s.memory_bytes);
+  value("blockrank_kv_cache_bytes{tier=\"disk\"}", s.disk_bytes);
+  family("blockrank_kv_cache_disk_enabled", "gauge", "1 while the KV cache's disk tier is in use");
+  value("blockrank_kv_cache_disk_enabled", s.disk_enabled ? 1 : 0);
+  return out;
+}
 }  // namespace
 
 struct Server::Impl {
@@ -514,6 +562,8 @@ Status Server::start(const ServerOptions& options,
                                                  &impl->metrics);
     impl->metrics.gauge("blockrank_rerank_queue_depth", "Rerank requests waiting for the model",
                         [raw]() { return static_cast<double>(raw->worker->depth()); });
+    impl->metrics.collector(
+        [backend]() { return render_kv_cache_metrics(backend->cache_stats()); });
   }
   impl->metrics.gauge("blockrank_http_in_flight", "Requests being processed",
                       [raw]() { return static_cast<double>(raw->in_flight.load()); });

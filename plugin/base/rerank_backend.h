@@ -29,6 +29,29 @@ struct RerankRequest {
   int max_tokens_per_doc = 0;
 };
 
+/// Counters of the backend's instruction-prefix KV cache (issue 6), for the server's /metrics.
+struct RerankBackendCacheStats {
+  bool enabled = false;
+  uint64_t lookups = 0;
+  uint64_t memory_hits = 0;
+  uint64_t disk_hits = 0;
+  uint64_t misses = 0;
+  uint64_t lookup_tokens = 0;  ///< Instruction-block tokens looked up.
+  uint64_t hit_tokens = 0;     ///< Of those, tokens whose K/V came from the cache.
+  uint64_t bytes_stored = 0;   ///< Written to the disk tier.
+  uint64_t bytes_read = 0;     ///< Read from the disk tier.
+  uint64_t memory_evictions = 0;
+  uint64_t disk_evictions = 0;
+  uint64_t corruptions = 0;
+  uint64_t disk_errors = 0;
+  uint64_t puts_dropped = 0;  ///< Background writer queue full.
+  uint64_t memory_entries = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t disk_entries = 0;
+  uint64_t disk_bytes = 0;
+  bool disk_enabled = false;
+};
+
 struct RerankResult {
   /// One score per input document, in input order (BlockRank: attention mass, sums to 1).
   std::vector<float> scores;
@@ -45,6 +68,9 @@ class RerankBackend {
                         std::vector<RerankResult>* results) = 0;
   /// A name for API responses ("blockrank-<model dir name>").
   virtual std::string model_name() const = 0;
+  /// The KV cache's counters (enabled = false without one). Safe to call from any thread while
+  /// rerank() runs. Default: no cache.
+  virtual RerankBackendCacheStats cache_stats() const { return {}; }
 };
 
 /// Options for opening a LibTorch ranker through the module.
@@ -60,6 +86,10 @@ struct RerankBackendOptions {
   int64_t max_block_length = 0;
   /// Instruction-prefix KV cache directory (empty: none).
   std::string kv_cache_dir;
+  /// KV cache memory tier in MiB (device memory on CUDA). Default: 1024.
+  uint64_t kv_cache_memory_mb = 1024;
+  /// KV cache disk tier in MiB. Default: 16384.
+  uint64_t kv_cache_disk_mb = 16384;
 };
 
 /// Opens a LibTorch reranker by loading libblockrank_torch_cli.so (beside the binary).

@@ -40,18 +40,46 @@ class TorchRerankBackend : public RerankBackend {
 
   std::string model_name() const override { return name_; }
 
+  RerankBackendCacheStats cache_stats() const override {
+    const RankerCacheStats s = reranker_->ranker().cache_stats();
+    RerankBackendCacheStats out;
+    out.enabled = s.enabled;
+    out.lookups = s.store.lookups;
+    out.memory_hits = s.store.memory_hits;
+    out.disk_hits = s.store.disk_hits;
+    out.misses = s.store.misses;
+    out.lookup_tokens = s.prefix_tokens;
+    out.hit_tokens = s.reused_tokens;
+    out.bytes_stored = s.store.bytes_stored;
+    out.bytes_read = s.store.bytes_read;
+    out.memory_evictions = s.store.memory_evictions;
+    out.disk_evictions = s.store.disk_evictions;
+    out.corruptions = s.store.corruptions;
+    out.disk_errors = s.store.disk_errors;
+    out.puts_dropped = s.puts_dropped;
+    out.memory_entries = s.store.memory_entries;
+    out.memory_bytes = s.store.memory_bytes;
+    out.disk_entries = s.store.disk_entries;
+    out.disk_bytes = s.store.disk_bytes;
+    out.disk_enabled = s.store.disk_enabled;
+    return out;
+  }
+
  private:
   std::unique_ptr<Reranker> reranker_;
   std::string name_;
 };
 
 Status open_backend(const RerankBackendOptions& o, std::unique_ptr<RerankBackend>* out) {
-  if (!o.kv_cache_dir.empty()) {
-    return Status::unimplemented(
-        "--kv-cache: the prefix cache store exists (blockrank cache) but is not wired into the "
-        "model's forward pass yet; run without --kv-cache");
-  }
   RerankerOptions ro;
+  if (!o.kv_cache_dir.empty()) {
+    // Attention-mode scoring reuses block 0's K/V (the server never decodes).
+    ro.ranker.kv_cache = true;
+    ro.ranker.kv_cache_dir = o.kv_cache_dir;
+    ro.ranker.kv_cache_memory_bytes = o.kv_cache_memory_mb << 20;
+    ro.ranker.kv_cache_disk_bytes = o.kv_cache_disk_mb << 20;
+    ro.ranker.logger = Logger::stderr_logger(LogLevel::kWarning);
+  }
   ro.ranker.device = o.device;
   ro.ranker.dtype = o.dtype;
   ro.max_block_length = o.max_block_length;

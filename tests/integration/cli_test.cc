@@ -197,8 +197,9 @@ TEST_F(CliTest, ServeRerankWithATinyModel) {
   const int port = 30000 + static_cast<int>(::getpid() % 20000);
   const std::string log = dir_.file("serve.log");
   const std::string serve = std::string(BLOCKRANK_CLI_PATH) + " serve --db " + quote(db) +
-                            " --model " + quote(model) + " --port " + std::to_string(port) + " > " +
-                            quote(log) + " 2>&1 & echo $!";
+                            " --model " + quote(model) + " --kv-cache " + quote(dir_.file("kv")) +
+                            " --port " + std::to_string(port) + " > " + quote(log) +
+                            " 2>&1 & echo $!";
   FILE* p = ::popen(serve.c_str(), "r");
   ASSERT_NE(p, nullptr);
   char pid_buf[32] = {0};
@@ -214,19 +215,38 @@ TEST_F(CliTest, ServeRerankWithATinyModel) {
     }
   }
   ASSERT_TRUE(ready) << "server did not become ready";
-  FILE* c =
-      ::popen(("curl -s -X POST " + url +
-               "/v1/search -d '{\"query\": \"how do plants make sugar from light\", \"k\": 3, "
-               "\"candidates\": 8}'")
-                  .c_str(),
-              "r");
-  std::string body;
   char buf[4096];
   size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof(buf), c)) > 0) {
-    body.append(buf, n);
+  auto curl = [&](const std::string& args) {
+    FILE* c = ::popen(("curl -s " + args).c_str(), "r");
+    std::string out;
+    size_t got = 0;
+    while ((got = std::fread(buf, 1, sizeof(buf), c)) > 0) {
+      out.append(buf, got);
+    }
+    ::pclose(c);
+    return out;
+  };
+  const std::string search = "-X POST " + url +
+                             "/v1/search -d '{\"query\": \"how do plants make sugar from light\", "
+                             "\"k\": 3, \"candidates\": 8}'";
+  const std::string body = curl(search);
+  // --kv-cache: the first search stored block 0 (in the background); the same search again hits
+  // it in memory and scores the same.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = curl(url + "/metrics");
+    if (metrics.find("blockrank_kv_cache_entries{tier=\"memory\"} 0") == std::string::npos) {
+      break;
+    }
+    ::usleep(50000);
   }
-  ::pclose(c);
+  EXPECT_NE(metrics.find("blockrank_kv_cache_misses_total 1\n"), std::string::npos) << metrics;
+  const std::string again = curl(search);
+  metrics = curl(url + "/metrics");
+  EXPECT_NE(metrics.find("blockrank_kv_cache_hits_total{tier=\"memory\"} 1\n"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("blockrank_kv_cache_disk_enabled 1\n"), std::string::npos);
   EXPECT_EQ(std::system(("kill -TERM " + pid).c_str()), 0);
   for (int i = 0; i < 100 && std::system(("kill -0 " + pid + " 2>/dev/null").c_str()) == 0; ++i) {
     ::usleep(100000);
@@ -235,6 +255,9 @@ TEST_F(CliTest, ServeRerankWithATinyModel) {
   ASSERT_TRUE(j.is_object()) << body;
   EXPECT_TRUE(j["reranked"].get<bool>()) << body;
   ASSERT_EQ(j["results"].size(), 3u);
+  const nlohmann::json j2 = nlohmann::json::parse(again, nullptr, false);
+  ASSERT_TRUE(j2.is_object()) << again;
+  EXPECT_EQ(j2["results"], j["results"]);  // cached scores equal (CPU fp32: bitwise)
   // BlockRank scores are attention mass over the 8 candidates: positive and below 1.
   for (const auto& h : j["results"]) {
     EXPECT_GT(h["score"].get<double>(), 0.0);

@@ -115,6 +115,20 @@ class FakeReranker : public RerankBackend {
     return Status::ok();
   }
   std::string model_name() const override { return "fake"; }
+  // A KV cache that hits in memory once per call, so /metrics shows counters that move.
+  RerankBackendCacheStats cache_stats() const override {
+    RerankBackendCacheStats s;
+    s.enabled = true;
+    s.lookups = static_cast<uint64_t>(calls.load()) + 2;
+    s.memory_hits = static_cast<uint64_t>(calls.load());
+    s.disk_hits = 1;
+    s.misses = 1;
+    s.hit_tokens = 32 * s.memory_hits;
+    s.corruptions = 1;
+    s.puts_dropped = 2;
+    s.disk_enabled = true;
+    return s;
+  }
   void block(bool b) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -230,6 +244,21 @@ TEST_F(HttpTest, RerankCohereShape) {
   EXPECT_TRUE(j["usage"].contains("total_tokens"));
   // The alias routes answer the same.
   EXPECT_EQ(post(port_, "/rerank", R"({"query": "q", "documents": ["a"]})").status, 200);
+}
+
+TEST_F(HttpTest, KvCacheCountersOnMetrics) {
+  ASSERT_EQ(post(port_, "/v1/rerank", R"({"query": "q", "documents": ["a"]})").status, 200);
+  ASSERT_EQ(post(port_, "/v1/rerank", R"({"query": "q", "documents": ["b"]})").status, 200);
+  const std::string m = request(port_, bhttp::verb::get, "/metrics").body;
+  EXPECT_NE(m.find("# TYPE blockrank_kv_cache_hits_total counter"), std::string::npos) << m;
+  EXPECT_NE(m.find("blockrank_kv_cache_hits_total{tier=\"memory\"} 2\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_hits_total{tier=\"disk\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_misses_total 1\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_hit_tokens_total 64\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_corruptions_total 1\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_dropped_puts_total 2\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_evictions_total{tier=\"disk\"} 0\n"), std::string::npos);
+  EXPECT_NE(m.find("blockrank_kv_cache_disk_enabled 1\n"), std::string::npos);
 }
 
 TEST_F(HttpTest, BadRequestsGet4xxJsonAndServerKeepsServing) {

@@ -14,10 +14,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
+#include <cstdlib>
 #include <iterator>
 #include <map>
-#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -28,12 +27,11 @@
 #include <xapian.h>
 
 #include "indexer/analyzer.h"
-#include "indexer/index_writer.h"
 #include "test_util.h"
+#include "xapian_test_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -42,50 +40,11 @@ extern char** environ;
 namespace blockrank {
 namespace {
 
-std::string tokenizer_path() {
-  return testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
-}
-
-std::vector<CorpusDocument> sample_corpus() {
-  std::vector<CorpusDocument> docs;
-  std::ifstream in(testing::source_dir() + "/examples/sample-corpus/corpus.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    docs.push_back({j["_id"].get<std::string>(), j["title"].get<std::string>(),
-                    j["text"].get<std::string>(), ""});
-  }
-  return docs;
-}
-
-std::vector<std::string> sample_queries() {
-  std::vector<std::string> queries;
-  std::ifstream in(testing::source_dir() + "/examples/sample-corpus/queries.tsv");
-  std::string line;
-  while (std::getline(in, line)) {
-    queries.push_back(line.substr(line.find('\t') + 1));
-  }
-  return queries;
-}
-
-// Writes `docs` with our own indexer (JSON data, "Q" id term, id in value slot 0).
-void write_index(const std::string& dir, const std::vector<CorpusDocument>& docs) {
-  std::unique_ptr<IndexWriter> writer;
-  ASSERT_OK(IndexWriter::open(dir, {}, &writer));
-  for (const CorpusDocument& doc : docs) {
-    ASSERT_OK(writer->add(doc));
-  }
-  ASSERT_OK(writer->commit());
-}
-
-// BM25 over the analysed query; equal weights are ordered by the external id (value slot 0), not
-// by docid, because docids differ between a combined database and a single one.
-Xapian::Enquire make_enquire(const Xapian::Database& db, const std::string& query) {
-  Xapian::Enquire enquire(db);
-  enquire.set_query(Analyzer().make_query(query));
-  enquire.set_sort_by_relevance_then_value(kIdValueSlot, /*reverse=*/false);
-  return enquire;
-}
+using testing::make_enquire;
+using testing::sample_corpus;
+using testing::sample_queries;
+using testing::tokenizer_path;
+using testing::write_index;
 
 // xapian-tcpsrv serving one database on a free loopback port, stopped (with the connection
 // handlers it forked: they share its process group) when this object goes away.
@@ -272,11 +231,8 @@ class XapianRerankerTest : public ::testing::Test {
       return;
     }
     model_dir_ = new testing::TempDir();
-    const std::string cmd = "python3 '" + testing::source_dir() +
-                            "/bench/http/make_tiny_model.py' '" + model_dir() + "' '" +
-                            tokenizer_path() + "' > /dev/null";
-    if (std::system(cmd.c_str()) != 0) {
-      setup_error_ = new std::string("make_tiny_model.py failed: " + cmd);
+    if (!testing::make_tiny_model(model_dir())) {
+      setup_error_ = new std::string("bench/http/make_tiny_model.py failed");
       return;
     }
     corpus_dir_ = new testing::TempDir();

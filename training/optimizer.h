@@ -5,9 +5,9 @@
 //    corrections), on the fp32 master parameters;
 //  - the learning-rate schedule: linear warmup then cosine decay (HF's
 //    get_cosine_schedule_with_warmup, with an optional floor);
-//  - clipping by the global gradient norm (torch.nn.utils.clip_grad_norm_);
-//  - GradientReducer: the one place where gradients are combined across data-parallel workers
-//    (a c10d all-reduce implements it later; LocalGradientReducer is the single-process no-op).
+//  - clipping by the global gradient norm (torch.nn.utils.clip_grad_norm_).
+// Gradients are combined across data-parallel workers before clipping, in one place of the loop
+// (trainer.cc, through training/distributed's Reducer).
 //
 // Thread-safety: none; the trainer drives these from one thread.
 #ifndef BLOCKRANK_TRAINING_OPTIMIZER_H_
@@ -74,27 +74,6 @@ double learning_rate(int64_t step, const ScheduleOptions& options);
 /// Scales every gradient so that their global L2 norm is at most `max_norm` (no-op when
 /// max_norm <= 0); returns the norm before clipping.
 double clip_grad_norm(const std::vector<NamedParameter>& params, double max_norm);
-
-/// Combines the gradients of data-parallel workers after the backward passes of a step, before
-/// clipping. The trainer calls all_reduce_mean() exactly once per optimizer step.
-class GradientReducer {
- public:
-  virtual ~GradientReducer() = default;
-  virtual int rank() const = 0;
-  virtual int world_size() const = 0;
-  /// Replaces each gradient with the mean over the workers (in place).
-  virtual Status all_reduce_mean(const std::vector<NamedParameter>& params) = 0;
-};
-
-/// One process: nothing to combine.
-class LocalGradientReducer final : public GradientReducer {
- public:
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  Status all_reduce_mean(const std::vector<NamedParameter>& params) override {
-    return Status::ok();
-  }
-};
 
 }  // namespace blockrank::training
 

@@ -20,7 +20,8 @@ struct SplitMix {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  int32_t uniform(int32_t lo, int32_t hi) {  // [lo, hi]
+  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  int32_t uniform(int32_t lo, int32_t hi) {                                // [lo, hi]
     return lo + static_cast<int32_t>(next() % static_cast<uint64_t>(hi - lo + 1));
   }
 };
@@ -59,8 +60,8 @@ TrainingExample make_synthetic_example(const SyntheticTaskOptions& o,
     const int32_t len = rng.uniform(o.min_doc_tokens, o.max_doc_tokens);
     while (static_cast<int32_t>(block.size()) < len) {
       // Negatives get rare tokens too (never the query's), so "has a rare token" is not enough.
-      int32_t tok = rng.uniform(0, 3) == 0 ? rng.uniform(rare_lo, rare_hi)
-                                           : rng.uniform(common_lo, common_hi);
+      int32_t tok = rng.unit() < o.distractor_rate ? rng.uniform(rare_lo, rare_hi)
+                                                   : rng.uniform(common_lo, common_hi);
       if (tok == rare) {
         tok = common_lo;
       }

@@ -27,6 +27,9 @@ struct SyntheticTaskOptions {
   int32_t min_doc_tokens = 4;      ///< document length range (the id token included)
   int32_t max_doc_tokens = 8;
   int32_t query_block_tokens = 2;  ///< filler tokens of the last block before the query
+  /// Chance that a token of a negative document is a (different) rare token, so that "has a rare
+  /// token" alone does not find the positive; 0 makes the task that easy.
+  double distractor_rate = 0.25;
 };
 
 /// Example `index` of the task drawn from `seed` (deterministic, platform-independent).

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "indexer/index_writer.h"
+#include "indexer/mine.h"
 #include "test_util.h"
 
 namespace blockrank::training {
@@ -156,6 +158,41 @@ TEST(TrainingJsonlTest, FailsOnTheFirstBadLineOrSkipsAndCounts) {
 
   EXPECT_EQ(read_training_jsonl(dir.file("missing.jsonl"), skip, &out, &stats).code(),
             StatusCode::kNotFound);
+}
+
+// What `blockrank mine` writes is what training reads: mine the sample corpus, read it back
+// (gzip), and build a training example from every line.
+TEST(TrainingJsonlTest, ReadsWhatMineWrites) {
+  blockrank::testing::TempDir dir;
+  const std::string sample = blockrank::testing::source_dir() + "/examples/sample-corpus/";
+  IndexRunStats index_stats;
+  ASSERT_OK(
+      index_files(dir.file("db"), {sample + "corpus.jsonl"}, IndexRunOptions(), &index_stats));
+  MineOptions mine;
+  mine.db = dir.file("db");
+  mine.queries = sample + "queries.tsv";
+  mine.qrels = sample + "qrels.txt";
+  mine.out = dir.file("train.jsonl.gz");
+  mine.k = 6;
+  MineStats mine_stats;
+  ASSERT_OK(mine_training_data(mine, &mine_stats));
+  std::vector<RawExample> examples;
+  ReadStats stats;
+  ASSERT_OK(read_training_jsonl(mine.out, ReadOptions{}, &examples, &stats));
+  ASSERT_EQ(stats.read, 8);
+  EXPECT_EQ(examples[0].query_id, "q1");
+  EXPECT_EQ(examples[0].line, 1);
+  std::unique_ptr<Tokenizer> tok = llama2_tokenizer();
+  if (tok == nullptr) {
+    return;  // the reading half ran; building needs the reference tokenizer
+  }
+  ExampleOptions opt;
+  opt.num_documents = 8;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    TrainingExample ex;
+    ASSERT_OK(build_training_example(*tok, examples[i], opt, i, &ex));
+    EXPECT_EQ(ex.positives.size(), examples[i].answer_ids.size()) << examples[i].query_id;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@
 // the same prompt comes again. Each entry holds the K/V of all its tokens (one read per hit, no
 // gather across blocks); kv_cache.cc says why entries are per prefix, not per block.
 //
-// How the ranker is meant to use it (per request, prefix = the prompt tokens before the first
-// document block, K/V of layers 0..l*):
+// How the ranker uses it (ranker/core/prefix_cache.h and Ranker::score; per request, prefix =
+// the prompt tokens before the first document block, K/V of layers 0..l*-1: at l* the scorer
+// takes only Q of the signal rows and K of the documents, so block 0's K/V there is never used):
 //   1. lookup(fp, prefix, &r). r.num_tokens == prefix.size(): skip the prefix forward and use
 //      r.value as past K/V. 0 < r.num_tokens < prefix.size(): run the prefix forward only for
 //      tokens [r.num_tokens, n) with r.value as past K/V. Miss: run it all.

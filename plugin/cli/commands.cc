@@ -23,6 +23,7 @@ struct TorchCommand {
 constexpr TorchCommand kTorchCommands[] = {
     {"forward", "Run a model forward pass and dump logits/hidden states/attention (parity checks)"},
     {"rerank", "Rerank candidate documents with a BlockRank model and report nDCG@10/P@1/MRR@10"},
+    {"train", "Fine-tune a BlockRank reranker from a config JSON (--resume continues a run)"},
 };
 
 // Loads the LibTorch module and lets it register the real subcommands.

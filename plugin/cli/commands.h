@@ -16,6 +16,7 @@ void add_tokenize_command(CLI::App& app, CommandContext& ctx);
 void add_cache_command(CLI::App& app, CommandContext& ctx);    // ranker/kv_cache
 void add_forward_command(CLI::App& app, CommandContext& ctx);  // ranker/core (LibTorch builds only)
 void add_rerank_command(CLI::App& app, CommandContext& ctx);   // ranker/core (LibTorch builds only)
+void add_train_command(CLI::App& app, CommandContext& ctx);    // training (LibTorch builds only)
 
 /// Commands that need LibTorch; defined in the torch module (torch_module.cc).
 void add_torch_commands(CLI::App& app, CommandContext& ctx);

@@ -16,6 +16,9 @@ namespace blockrank {
 void add_torch_commands(CLI::App& app, CommandContext& ctx) {
   add_forward_command(app, ctx);
   add_rerank_command(app, ctx);
+#ifdef BLOCKRANK_HAVE_TRAINING
+  add_train_command(app, ctx);
+#endif
 }
 
 }  // namespace blockrank

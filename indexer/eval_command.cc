@@ -69,6 +69,7 @@ struct RerankedRuns {
 Status rerank_run(const EvalArgs& a,
                   const std::vector<EvalQuery>& queries,
                   const Run& bm25,
+                  const Qrels& qrels,
                   RerankedRuns* out) {
   if (a.rerank_depth < 1) {
     return Status::invalid_argument("--rerank-depth must be >= 1");
@@ -93,6 +94,10 @@ Status rerank_run(const EvalArgs& a,
   for (const EvalQuery& q : queries) {
     auto it = bm25.find(q.id);
     if (it == bm25.end() || it->second.empty()) {
+      continue;
+    }
+    // Unjudged queries do not count in any metric: skip the model pass.
+    if (qrels.count(a.normalize_ids ? normalize_numeric_id(q.id) : q.id) == 0) {
       continue;
     }
     std::vector<RunEntry> ranked = it->second;
@@ -210,7 +215,11 @@ Status run_eval(const EvalArgs& a, FILE* out) {
     opts.threads = a.threads;
     BLOCKRANK_RETURN_IF_ERROR(run_queries(a.db, queries, opts, &run, &stats));
     if (!a.model.empty()) {
-      BLOCKRANK_RETURN_IF_ERROR(rerank_run(a, queries, run, &reranked));
+      Qrels judged;  // qrels keyed as the run will be, to skip unjudged queries
+      for (const auto& [qid, docs] : qrels) {
+        judged[a.normalize_ids ? normalize_numeric_id(qid) : qid];
+      }
+      BLOCKRANK_RETURN_IF_ERROR(rerank_run(a, queries, run, judged, &reranked));
     }
   }
   if (a.normalize_ids) {

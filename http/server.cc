@@ -123,12 +123,30 @@ std::string render_kv_cache_metrics(const RerankBackendCacheStats& s) {
   value("blockrank_kv_cache_disk_enabled", s.disk_enabled ? 1 : 0);
   return out;
 }
+// Adds one replica's cache counters to `sum`.
+void add_cache_stats(const RerankBackendCacheStats& s, RerankBackendCacheStats* sum) {
+  sum->enabled = sum->enabled || s.enabled;
+  sum->disk_enabled = sum->disk_enabled || s.disk_enabled;
+  for (auto field :
+       {&RerankBackendCacheStats::lookups, &RerankBackendCacheStats::memory_hits,
+        &RerankBackendCacheStats::disk_hits, &RerankBackendCacheStats::misses,
+        &RerankBackendCacheStats::lookup_tokens, &RerankBackendCacheStats::hit_tokens,
+        &RerankBackendCacheStats::bytes_stored, &RerankBackendCacheStats::bytes_read,
+        &RerankBackendCacheStats::memory_evictions, &RerankBackendCacheStats::disk_evictions,
+        &RerankBackendCacheStats::corruptions, &RerankBackendCacheStats::disk_errors,
+        &RerankBackendCacheStats::puts_dropped, &RerankBackendCacheStats::memory_entries,
+        &RerankBackendCacheStats::memory_bytes, &RerankBackendCacheStats::disk_entries,
+        &RerankBackendCacheStats::disk_bytes}) {
+    sum->*field += s.*field;
+  }
+}
 }  // namespace
 
 struct Server::Impl {
   ServerOptions options;
   SearchService* search = nullptr;
-  RerankBackend* backend = nullptr;
+  RerankBackend* backend = nullptr;  // replicas[0]: the model's name
+  std::vector<RerankBackend*> replicas;
   Metrics metrics;
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
@@ -335,7 +353,8 @@ void Server::Impl::route(const http::request<http::string_body>& req,
     }
     Reply r;
     if (path == "/health") {
-      r.body = simple_json({}, {{"status", "ok"}});
+      r.body =
+          simple_json({{"replicas", static_cast<double>(replicas.size())}}, {{"status", "ok"}});
     } else if (path == "/ready") {
       const bool ready = !draining.load();
       r.status = ready ? http::status::ok : http::status::service_unavailable;
@@ -540,11 +559,30 @@ Status Server::start(const ServerOptions& options,
                      SearchService* search,
                      RerankBackend* backend,
                      std::unique_ptr<Server>* out) {
+  std::vector<RerankBackend*> replicas;
+  if (backend != nullptr) {
+    replicas.push_back(backend);
+  }
+  return start(options, search, std::move(replicas), out);
+}
+
+Status Server::start(const ServerOptions& options,
+                     SearchService* search,
+                     std::vector<RerankBackend*> replicas,
+                     std::unique_ptr<Server>* out) {
   BLOCKRANK_RETURN_IF_ERROR(options.validate());
+  for (const RerankBackend* r : replicas) {
+    if (r == nullptr) {
+      return Status::invalid_argument("Server::start: a null model replica");
+    }
+  }
+  // Replica 0 answers for the model (name, "is there a model"); they all load the same one.
+  RerankBackend* backend = replicas.empty() ? nullptr : replicas.front();
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->search = search;
   impl->backend = backend;
+  impl->replicas = replicas;
   try {
     const tcp::endpoint ep(net::ip::make_address(options.host),
                            static_cast<unsigned short>(options.port));
@@ -558,13 +596,21 @@ Status Server::start(const ServerOptions& options,
   }
   Impl* raw = impl.get();
   if (backend != nullptr) {
-    impl->worker = std::make_unique<ModelWorker>(backend, options.queue_capacity, options.max_batch,
-                                                 &impl->metrics);
+    impl->worker = std::make_unique<ModelWorker>(replicas, options.queue_capacity,
+                                                 options.max_batch, &impl->metrics);
     impl->metrics.gauge("blockrank_rerank_queue_depth", "Rerank requests waiting for the model",
                         [raw]() { return static_cast<double>(raw->worker->depth()); });
-    impl->metrics.collector(
-        [backend]() { return render_kv_cache_metrics(backend->cache_stats()); });
+    // Each replica has its own cache (memory tier; the disk tier on at most one): summed.
+    impl->metrics.collector([replicas]() {
+      RerankBackendCacheStats sum;
+      for (const RerankBackend* r : replicas) {
+        add_cache_stats(r->cache_stats(), &sum);
+      }
+      return render_kv_cache_metrics(sum);
+    });
   }
+  impl->metrics.gauge("blockrank_model_replicas", "Model replicas serving rerank batches",
+                      [raw]() { return static_cast<double>(raw->replicas.size()); });
   impl->metrics.gauge("blockrank_http_in_flight", "Requests being processed",
                       [raw]() { return static_cast<double>(raw->in_flight.load()); });
   impl->metrics.gauge("blockrank_index_documents", "Documents in the index",
@@ -581,10 +627,12 @@ Status Server::start(const ServerOptions& options,
   for (int i = 0; i < options.io_threads; ++i) {
     impl->threads.emplace_back([raw]() { raw->ioc.run(); });
   }
-  BLOCKRANK_LOG_INFO(
-      options.logger, "serving on http://%s:%d/ (%s)", options.host.c_str(),
-      static_cast<int>(impl->acceptor.local_endpoint().port()),
-      backend != nullptr ? ("model " + backend->model_name()).c_str() : "BM25 only, no model");
+  BLOCKRANK_LOG_INFO(options.logger, "serving on http://%s:%d/ (%s)", options.host.c_str(),
+                     static_cast<int>(impl->acceptor.local_endpoint().port()),
+                     backend != nullptr ? ("model " + backend->model_name() + ", " +
+                                           std::to_string(replicas.size()) + " replica(s)")
+                                              .c_str()
+                                        : "BM25 only, no model");
   out->reset(new Server(std::move(impl)));
   return Status::ok();
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The HTTP server (Boost.Beast, asynchronous, a few I/O threads). Routes parse the request into
-// native structs (http/api.h), run BM25 inline (milliseconds) and queue model work for the single
-// ModelWorker, answering when it calls back. Beast and JSON types never leave http/.
+// native structs (http/api.h), run BM25 inline (milliseconds) and queue model work for the
+// ModelWorker (one thread per model replica), answering when it calls back. Beast and JSON types
+// never leave http/.
 //
 // Thread-safety: start() once; shutdown() may be called from any thread (e.g. a signal watcher).
 #ifndef BLOCKRANK_HTTP_SERVER_H_
@@ -9,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http/api.h"
 #include "http/metrics.h"
@@ -51,6 +53,13 @@ class Server {
   static Status start(const ServerOptions& options,
                       SearchService* search,
                       RerankBackend* backend,
+                      std::unique_ptr<Server>* out);
+  /// As above with several replicas of one model (e.g. one per GPU): each gets its own model
+  /// thread, all take batches from the one queue. Empty: BM25 only. None may be null; all must
+  /// outlive the server. kInvalidArgument for a null entry.
+  static Status start(const ServerOptions& options,
+                      SearchService* search,
+                      std::vector<RerankBackend*> replicas,
                       std::unique_ptr<Server>* out);
   /// The bound port (useful with port 0).
   int port() const;

@@ -3,7 +3,7 @@
 // ranker, which lives in a module loaded on demand. Plain C++ types only: no LibTorch, no JSON.
 //
 // Thread-safety: implementations must allow rerank() from one thread at a time at least; the HTTP
-// server calls it only from its single model-owning worker.
+// server calls each backend (replica) only from that replica's model-owning thread.
 #ifndef BLOCKRANK_BASE_RERANK_BACKEND_H_
 #define BLOCKRANK_BASE_RERANK_BACKEND_H_
 
@@ -90,6 +90,10 @@ struct RerankBackendOptions {
   uint64_t kv_cache_memory_mb = 1024;
   /// KV cache disk tier in MiB. Default: 16384.
   uint64_t kv_cache_disk_mb = 16384;
+  /// With kv_cache_dir set: keep the cache in memory only and leave the directory alone. For the
+  /// second and later replicas of one process, which may not open the RocksDB store that the
+  /// first holds (its LOCK is per process). Default: false.
+  bool kv_cache_memory_only = false;
 };
 
 /// Opens a LibTorch reranker by loading libblockrank_torch_cli.so (beside the binary).

@@ -75,7 +75,7 @@ Status open_backend(const RerankBackendOptions& o, std::unique_ptr<RerankBackend
   if (!o.kv_cache_dir.empty()) {
     // Attention-mode scoring reuses block 0's K/V (the server never decodes).
     ro.ranker.kv_cache = true;
-    ro.ranker.kv_cache_dir = o.kv_cache_dir;
+    ro.ranker.kv_cache_dir = o.kv_cache_memory_only ? std::string() : o.kv_cache_dir;
     ro.ranker.kv_cache_memory_bytes = o.kv_cache_memory_mb << 20;
     ro.ranker.kv_cache_disk_bytes = o.kv_cache_disk_mb << 20;
     ro.ranker.logger = Logger::stderr_logger(LogLevel::kWarning);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -273,6 +274,166 @@ TEST_F(CliTest, ServeRerankWithATinyModel) {
     std::fclose(lf);
   }
   EXPECT_NE(served.find("stopped; index committed"), std::string::npos) << served;
+}
+
+// A `blockrank serve` in the background on a free port, stopped (SIGTERM) on destruction.
+class ServeProcess {
+ public:
+  ServeProcess(const std::string& args, int port, const std::string& log)
+      : url_("http://127.0.0.1:" + std::to_string(port)) {
+    const std::string cmd = std::string(BLOCKRANK_CLI_PATH) + " serve " + args + " --port " +
+                            std::to_string(port) + " > " + quote(log) + " 2>&1 & echo $!";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char pid_buf[32] = {0};
+    if (p != nullptr && std::fgets(pid_buf, sizeof(pid_buf), p) != nullptr) {
+      pid_ = std::string(pid_buf).substr(0, std::string(pid_buf).find('\n'));
+    }
+    if (p != nullptr) {
+      ::pclose(p);
+    }
+  }
+  ~ServeProcess() {
+    if (pid_.empty()) {
+      return;
+    }
+    std::system(("kill -TERM " + pid_).c_str());
+    for (int i = 0; i < 100 && std::system(("kill -0 " + pid_ + " 2>/dev/null").c_str()) == 0;
+         ++i) {
+      ::usleep(100000);
+    }
+  }
+  bool wait_ready() const {
+    for (int i = 0; i < 300; ++i) {
+      if (std::system(("curl -sf " + url_ + "/ready > /dev/null").c_str()) == 0) {
+        return true;
+      }
+      ::usleep(100000);
+    }
+    return false;
+  }
+  std::string get(const std::string& path) const { return curl(url_ + path); }
+  std::string search(const std::string& query) const {
+    return curl("-X POST " + url_ + "/v1/search -d '{\"query\": \"" + query +
+                "\", \"k\": 3, \"candidates\": 8}'");
+  }
+  const std::string& url() const { return url_; }
+
+  static std::string curl(const std::string& args) {
+    FILE* c = ::popen(("curl -s " + args).c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t got = 0;
+    while (c != nullptr && (got = std::fread(buf, 1, sizeof(buf), c)) > 0) {
+      out.append(buf, got);
+    }
+    if (c != nullptr) {
+      ::pclose(c);
+    }
+    return out;
+  }
+
+ private:
+  std::string url_;
+  std::string pid_;
+};
+
+// The value of one Prometheus series in `metrics` (-1 when absent).
+double metric(const std::string& metrics, const std::string& series) {
+  const size_t at = metrics.find("\n" + series + " ");
+  return at == std::string::npos ? -1.0 : std::atof(metrics.c_str() + at + series.size() + 2);
+}
+
+// Issue #11: `serve --devices cpu,cpu` runs two replicas fed from one queue. Under concurrent
+// requests both replicas take batches, and every result equals the one-replica server's (one
+// request per batch on both, so the same computation). --kv-cache with two replicas: replica 0
+// keeps the disk tier, no RocksDB LOCK clash. Bad device lists fail with a message.
+TEST_F(CliTest, ServeTwoCpuReplicas) {
+  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
+  if (::access(tok.c_str(), R_OK) != 0) {
+    GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
+  }
+  const std::string model = dir_.file("model");
+  ASSERT_EQ(
+      std::system(("python3 " + quote(testing::source_dir() + "/bench/http/make_tiny_model.py") +
+                   " " + quote(model) + " " + quote(tok) + " > /dev/null")
+                      .c_str()),
+      0);
+  const std::string db = dir_.file("db");
+  ASSERT_EQ(run("index -q --db " + quote(db) + " " + sample("corpus.jsonl")).exit_code, 0);
+  const std::string common =
+      "--db " + quote(db) + " --model " + quote(model) + " --model-threads 1 --max-batch 1";
+
+  // Bad lists are refused before anything loads; a device that cannot be opened names itself.
+  Result r = run("serve " + common + " --gpus 0,x --port 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--gpus '0,x'"), std::string::npos) << r.out;
+  r = run("serve " + common + " --gpus 1,1 --port 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("listed twice"), std::string::npos) << r.out;
+  r = run("serve " + common + " --devices cpu,,cpu --port 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("empty entry"), std::string::npos) << r.out;
+  r = run("serve " + common + " --devices cpu,nodevice:3 --port 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("replica 1 on device 'nodevice:3'"), std::string::npos) << r.out;
+
+  // Two snapshots of one index cannot be opened at once (Xapian's write lock): a copy each.
+  ASSERT_EQ(std::system(("cp -r " + quote(db) + " " + quote(dir_.file("db2"))).c_str()), 0);
+  const int port = 30000 + static_cast<int>(::getpid() % 20000);
+  ServeProcess one(common, port, dir_.file("one.log"));
+  ServeProcess two("--db " + quote(dir_.file("db2")) + " --model " + quote(model) +
+                       " --model-threads 1 --max-batch 1 --devices cpu,cpu --kv-cache " +
+                       quote(dir_.file("kv")),
+                   port + 1, dir_.file("two.log"));
+  ASSERT_TRUE(one.wait_ready()) << "one-replica server did not become ready";
+  ASSERT_TRUE(two.wait_ready()) << "two-replica server did not become ready";
+  EXPECT_EQ(nlohmann::json::parse(two.get("/health"))["replicas"], 2);
+  EXPECT_EQ(nlohmann::json::parse(one.get("/health"))["replicas"], 1);
+
+  const std::vector<std::string> queries = {"how do plants make sugar from light",
+                                            "what causes earthquakes",
+                                            "how do vaccines work",
+                                            "phases of the moon",
+                                            "brewing coffee at home",
+                                            "hash tables and compression"};
+  // Rounds of concurrent searches (one curl per query, all at once) until both replicas have taken
+  // work; the scheduler decides which thread wakes, so a round may by chance land on one replica.
+  std::string metrics;
+  int rounds = 0;
+  for (; rounds < 10; ++rounds) {
+    std::string script;
+    for (size_t q = 0; q < queries.size(); ++q) {
+      script += "curl -s -o /dev/null -X POST " + two.url() + "/v1/search -d '{\"query\": \"" +
+                queries[q] + "\", \"k\": 3, \"candidates\": 8}' & ";
+    }
+    ASSERT_EQ(std::system(("bash -c " + quote(script + "wait")).c_str()), 0);
+    metrics = two.get("/metrics");
+    if (metric(metrics, "blockrank_rerank_batches_total{replica=\"0\"}") > 0 &&
+        metric(metrics, "blockrank_rerank_batches_total{replica=\"1\"}") > 0) {
+      break;
+    }
+  }
+  const double batches0 = metric(metrics, "blockrank_rerank_batches_total{replica=\"0\"}");
+  const double batches1 = metric(metrics, "blockrank_rerank_batches_total{replica=\"1\"}");
+  std::printf("two CPU replicas after %d round(s) of %zu concurrent searches: batches %g + %g\n",
+              rounds + 1, queries.size(), batches0, batches1);
+  EXPECT_GT(batches0, 0) << metrics;
+  EXPECT_GT(batches1, 0) << metrics;
+  EXPECT_EQ(batches0 + batches1, static_cast<double>((rounds + 1) * queries.size())) << metrics;
+  EXPECT_EQ(metric(metrics, "blockrank_model_replicas"), 2) << metrics;
+  EXPECT_EQ(metric(metrics, "blockrank_kv_cache_disk_enabled"), 1) << metrics;
+  EXPECT_EQ(metric(one.get("/metrics"), "blockrank_model_replicas"), 1);
+
+  // The same results as one replica, whichever replica served them.
+  for (const std::string& q : queries) {
+    for (int i = 0; i < 2; ++i) {
+      const nlohmann::json a = nlohmann::json::parse(one.search(q), nullptr, false);
+      const nlohmann::json b = nlohmann::json::parse(two.search(q), nullptr, false);
+      ASSERT_TRUE(a.is_object() && b.is_object()) << q;
+      EXPECT_TRUE(b["reranked"].get<bool>()) << q;
+      EXPECT_EQ(a["results"], b["results"]) << q;
+    }
+  }
 }
 
 }  // namespace

@@ -714,8 +714,20 @@ Status train(const TrainConfig& c,
         }
         step_tokens += static_cast<int64_t>(e.input_ids.size());
       }
-      // Normalise by the whole step's counts, so accumulation equals one big batch.
-      const double lm_scale = 1.0 / static_cast<double>(std::max<int64_t>(1, lm_total));
+      // Normalise by the whole step's counts, so accumulation equals one big batch. Under data
+      // parallelism "the whole step" spans every rank: the LM label count is summed over the ranks
+      // (rank-local counts differ from one another), and the factor `world` undoes the division of
+      // the mean all-reduce below, so W ranks x batch B take the gradient of one process x W*B.
+      int64_t lm_total_all = lm_total;
+      if (hooks.reducer != nullptr && world > 1) {
+        std::vector<at::Tensor> count{
+            at::full({1}, static_cast<double>(lm_total),
+                     at::TensorOptions().dtype(at::kDouble).device(device))};
+        BLOCKRANK_RETURN_IF_ERROR(hooks.reducer->all_reduce_mean(&count));
+        lm_total_all = std::llround(count[0].item<double>() * world);
+      }
+      const double lm_scale =
+          static_cast<double>(world) / static_cast<double>(std::max<int64_t>(1, lm_total_all));
       const double aux_scale = c.aux_weight / static_cast<double>(per_rank);
       at::Tensor lm_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
       at::Tensor aux_sum = at::zeros_like(lm_sum);
@@ -754,7 +766,8 @@ Status train(const TrainConfig& c,
       StepStats s;
       s.step = st.step;
       s.total_steps = total_steps;
-      s.lm_loss = lm_sum.item<double>() * lm_scale;
+      // This rank's examples only (rank 0 logs): the mean LM loss over its labels.
+      s.lm_loss = lm_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, lm_total));
       s.aux_loss = aux_sum.item<double>() / static_cast<double>(per_rank);
       s.loss = s.lm_loss + c.aux_weight * s.aux_loss;
       s.aux_acc = static_cast<double>(aux_correct) / static_cast<double>(per_rank);

@@ -406,7 +406,8 @@ TEST_F(CliTest, ServeTwoCpuReplicas) {
       script += "curl -s -o /dev/null -X POST " + two.url() + "/v1/search -d '{\"query\": \"" +
                 queries[q] + "\", \"k\": 3, \"candidates\": 8}' & ";
     }
-    ASSERT_EQ(std::system(("bash -c " + quote(script + "wait")).c_str()), 0);
+    testing::write_text(dir_.file("round.sh"), script + "wait\n");
+    ASSERT_EQ(std::system(("bash " + quote(dir_.file("round.sh"))).c_str()), 0);
     metrics = two.get("/metrics");
     if (metric(metrics, "blockrank_rerank_batches_total{replica=\"0\"}") > 0 &&
         metric(metrics, "blockrank_rerank_batches_total{replica=\"1\"}") > 0) {

@@ -23,9 +23,13 @@ if [ -z "$model" ]; then
   python3 "$root/bench/http/make_tiny_model.py" "$model" "$root/.cache/tokenizers/llama2/tokenizer.json" \
     "${HIDDEN:-64}" "${LAYERS:-2}" >/dev/null
 fi
-"$bin" index -q --db "$work/db" "$root/examples/sample-corpus/corpus.jsonl" >/dev/null 2>&1
+# ArguAna when the shared data is there (search.lua's queries find 20 candidates in it, so every
+# request reranks), else the sample corpus (many queries find fewer or none).
+data=${BLOCKRANK_SHARED_DATA:-$root/../shared/data}
+if [ -f "$data/arguana/corpus.jsonl.gz" ]; then corpus="$data/arguana/corpus.jsonl.gz"; else corpus="$root/examples/sample-corpus/corpus.jsonl"; fi
+"$bin" index -q --db "$work/db" "$corpus" >/dev/null 2>&1
 conns=${CONNECTIONS:-16}
-echo "model=$model candidates=${CANDIDATES:-20} connections=$conns max_batch=${MAX_BATCH:-4}" \
+echo "corpus=$corpus model=$model candidates=${CANDIDATES:-20} connections=$conns max_batch=${MAX_BATCH:-4}" \
      "model_threads=${MODEL_THREADS:-1} duration=${dur}s cores=$(nproc)"
 echo "| devices | replicas | requests/s | p50 ms | p99 ms | requests | errors | non-2xx | batches per replica |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"

@@ -1120,7 +1120,11 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
                                       ", <= " + std::to_string(l0) + ", " +
                                       std::to_string(m.config.head_dim) + "]");
     }
-    if (p.scalar_type() != m.options.dtype || p.device() != m.options.device) {
+    // "cuda" (no index) names the current device, while a tensor always carries one ("cuda:0").
+    const c10::Device want = m.options.device;
+    const bool same_device = p.device().type() == want.type() &&
+                             (!want.has_index() || p.device().index() == want.index());
+    if (p.scalar_type() != m.options.dtype || !same_device) {
       return Status::invalid_argument("prefix K/V must have the model's dtype and device");
     }
     cached = p.size(3);

@@ -24,7 +24,9 @@ tot = collections.defaultdict(float); cnt = collections.Counter()
 for r in rows:
     if r[mi] != "gpu__time_duration.sum": continue
     v = float(r[vi].replace(",", ""))
-    v = v / 1e3 if r[ui] == "nsecond" else (v * 1e3 if r[ui] == "msecond" else v)  # -> usecond
+    scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+    v *= scale.get(r[ui], 1e-3)  # -> microseconds (ncu 2025 reports "ns")
+    if r[ui] in ("ns", "nsecond"): v = float(r[vi].replace(",", "")) / 1e3
     name = r[ki].split("(")[0][:90]
     tot[name] += v; cnt[name] += 1
 all_us = sum(tot.values())

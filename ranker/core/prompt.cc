@@ -195,6 +195,63 @@ PromptPieces render_prompt_pieces(PromptTemplate tmpl,
                                          : render_mistral(query, documents);
 }
 
+int64_t truncated_block_length(int64_t longest_block, int64_t max_block_length) {
+  return round_up_16(std::min(longest_block, max_block_length));
+}
+
+Status fit_query_block(const Tokenizer& tokenizer,
+                       PromptTemplate tmpl,
+                       std::string_view query,
+                       const std::vector<int32_t>& completion,
+                       int64_t h,
+                       int64_t max_block_length,
+                       const std::string& context,
+                       std::vector<int32_t>* query_block,
+                       bool* truncated) {
+  *truncated = false;
+  if (static_cast<int64_t>(query_block->size()) <= h) {
+    return Status::ok();
+  }
+  const std::string what = context + "query";
+  std::vector<int32_t> query_ids;
+  BLOCKRANK_RETURN_IF_ERROR(encode_piece(tokenizer, std::string(query), what.c_str(), &query_ids));
+  auto block_for = [&](size_t keep, std::vector<int32_t>* ids) -> Status {
+    std::string text;
+    BLOCKRANK_RETURN_IF_ERROR(tokenizer.decode(
+        std::vector<int32_t>(query_ids.begin(),
+                             query_ids.begin() + static_cast<std::ptrdiff_t>(keep)),
+        &text));
+    // A cut inside a multi-byte character decodes to invalid UTF-8, which encode() rejects.
+    const PromptPieces cut = render_prompt_pieces(tmpl, strip_whitespace(sanitize_utf8(text)), {});
+    BLOCKRANK_RETURN_IF_ERROR(encode_piece(tokenizer, cut.query_prompt, what.c_str(), ids));
+    ids->insert(ids->end(), completion.begin(), completion.end());
+    return Status::ok();
+  };
+  std::vector<int32_t> best;
+  BLOCKRANK_RETURN_IF_ERROR(block_for(0, &best));
+  if (static_cast<int64_t>(best.size()) > h) {
+    return Status::invalid_argument(
+        context + "max_block_length " + std::to_string(max_block_length) + " (H = " +
+        std::to_string(h) + ") is too small for the query block's fixed text and the completion (" +
+        std::to_string(best.size()) + " tokens without the query)");
+  }
+  size_t lo = 0, hi = query_ids.size();  // invariant: keeping lo tokens fits
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo + 1) / 2;
+    std::vector<int32_t> ids;
+    BLOCKRANK_RETURN_IF_ERROR(block_for(mid, &ids));
+    if (static_cast<int64_t>(ids.size()) <= h) {
+      lo = mid;
+      best = std::move(ids);
+    } else {
+      hi = mid - 1;
+    }
+  }
+  *query_block = std::move(best);
+  *truncated = true;
+  return Status::ok();
+}
+
 Status build_prompt(const Tokenizer& tokenizer,
                     std::string_view query,
                     const std::vector<PromptDocument>& documents,
@@ -226,51 +283,12 @@ Status build_prompt(const Tokenizer& tokenizer,
     p.untruncated_lengths.push_back(static_cast<int32_t>(b.size()));
     longest = std::max<int64_t>(longest, static_cast<int64_t>(b.size()));
   }
-  const int64_t h = round_up_16(std::min(longest, options.max_block_length));
+  const int64_t h = truncated_block_length(longest, options.max_block_length);
   p.block_length = h;
 
-  if (static_cast<int64_t>(query_block.size()) > h) {
-    // Keeping the first H tokens would cut the completion off, and with it the signal rows (§1.4).
-    // Shorten the query text inside the query block instead: the longest prefix of the query's
-    // tokens whose re-rendered block fits. The query stays whole in the instruction block.
-    std::vector<int32_t> query_ids;
-    BLOCKRANK_RETURN_IF_ERROR(encode_piece(tokenizer, std::string(query), "query", &query_ids));
-    auto block_for = [&](size_t keep, std::vector<int32_t>* ids) -> Status {
-      std::string text;
-      BLOCKRANK_RETURN_IF_ERROR(tokenizer.decode(
-          std::vector<int32_t>(query_ids.begin(),
-                               query_ids.begin() + static_cast<std::ptrdiff_t>(keep)),
-          &text));
-      // A cut inside a multi-byte character decodes to invalid UTF-8, which encode() rejects.
-      const PromptPieces cut =
-          render_prompt_pieces(options.tmpl, strip_whitespace(sanitize_utf8(text)), {});
-      BLOCKRANK_RETURN_IF_ERROR(encode_piece(tokenizer, cut.query_prompt, "query", ids));
-      ids->insert(ids->end(), completion.begin(), completion.end());
-      return Status::ok();
-    };
-    std::vector<int32_t> best;
-    BLOCKRANK_RETURN_IF_ERROR(block_for(0, &best));
-    if (static_cast<int64_t>(best.size()) > h) {
-      return Status::invalid_argument(
-          "max_block_length " + std::to_string(options.max_block_length) +
-          " (H = " + std::to_string(h) + ") is too small for the query block's fixed text (" +
-          std::to_string(best.size()) + " tokens without the query)");
-    }
-    size_t lo = 0, hi = query_ids.size();  // invariant: keeping lo tokens fits
-    while (lo < hi) {
-      const size_t mid = lo + (hi - lo + 1) / 2;
-      std::vector<int32_t> ids;
-      BLOCKRANK_RETURN_IF_ERROR(block_for(mid, &ids));
-      if (static_cast<int64_t>(ids.size()) <= h) {
-        lo = mid;
-        best = std::move(ids);
-      } else {
-        hi = mid - 1;
-      }
-    }
-    query_block = std::move(best);
-    p.query_truncated = true;
-  }
+  BLOCKRANK_RETURN_IF_ERROR(fit_query_block(tokenizer, options.tmpl, query, completion, h,
+                                            options.max_block_length, "", &query_block,
+                                            &p.query_truncated));
 
   for (auto& b : blocks) {
     if (static_cast<int64_t>(b.size()) > h) {

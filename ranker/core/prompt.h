@@ -79,6 +79,26 @@ struct Prompt {
   bool query_truncated = false;
 };
 
+/// §1.4's H: min(longest block, max_block_length) rounded up to a multiple of 16.
+int64_t truncated_block_length(int64_t longest_block, int64_t max_block_length);
+
+/// §1.4 for the query block, shared by inference prompts and training sequences: when
+/// `*query_block` (the query prompt piece followed by `completion`) is longer than `h`, keeping its
+/// first H tokens would cut the completion and with it the signal rows, so the block is rebuilt
+/// from the longest prefix of the query's tokens whose re-rendered block, completion included,
+/// fits, and *truncated is set. The query stays whole in the instruction block. Errors start with
+/// `context` (e.g. "file:line: "): the tokenizer's, or kInvalidArgument naming max_block_length
+/// when the block's fixed text and the completion alone exceed `h`.
+Status fit_query_block(const Tokenizer& tokenizer,
+                       PromptTemplate tmpl,
+                       std::string_view query,
+                       const std::vector<int32_t>& completion,
+                       int64_t h,
+                       int64_t max_block_length,
+                       const std::string& context,
+                       std::vector<int32_t>* query_block,
+                       bool* truncated);
+
 /// Renders, tokenizes and truncates the prompt. kInvalidArgument for no documents, text that is
 /// not valid UTF-8 (the tokenizer's message), or a block length too small for the query block's
 /// fixed text (no query token would fit beside it).

@@ -283,8 +283,6 @@ int run(const Args& a) {
                static_cast<unsigned long long>(sm.misses), static_cast<unsigned long long>(sm.puts),
                static_cast<unsigned long long>(sd.disk_hits),
                static_cast<unsigned long long>(sd.bytes_read));
-  mem_cache.reset();
-  disk_cache.reset();
   const double u = median(t_uncached), c = median(t_cold), m = median(t_mem), d = median(t_disk),
                p = median(t_partial);
   const double entry_mb = static_cast<double>(fp.bytes_per_token()) * l0 / 1e6;
@@ -321,6 +319,11 @@ int run(const Args& a) {
     std::printf("FAIL: cached scores differ from uncached on CPU fp32\n");
     return 2;
   }
+  // The tables are out before the caches close: on CUDA, closing a cache that holds device payloads
+  // crashed on the H200 (issue #6, docs/BENCHMARKS.md), and the measurements should survive that.
+  std::fflush(stdout);
+  mem_cache.reset();
+  disk_cache.reset();
   std::filesystem::remove_all(a.dir);
   return 0;
 }

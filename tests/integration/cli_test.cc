@@ -20,30 +20,14 @@
 namespace blockrank {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = testing::CommandResult;
 
 Result run(const std::string& args) {
-  const std::string cmd = std::string(BLOCKRANK_CLI_PATH) + " " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return r;
-  }
-  std::array<char, 4096> buf;
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) {
-    r.out.append(buf.data(), n);
-  }
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::run_command(std::string(BLOCKRANK_CLI_PATH) + " " + args + " 2>&1");
 }
 
 std::string quote(const std::string& s) {
-  return "'" + s + "'";
+  return testing::shell_quote(s);
 }
 
 class CliTest : public ::testing::Test {

@@ -21,31 +21,15 @@
 namespace blockrank {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout (and stderr unless separated)
-};
+using Result = testing::CommandResult;
 
 Result run(const std::string& args, bool with_stderr = true) {
-  const std::string cmd =
-      std::string(BLOCKRANK_CLI_PATH) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    return r;
-  }
-  std::array<char, 4096> buf;
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) {
-    r.out.append(buf.data(), n);
-  }
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::run_command(std::string(BLOCKRANK_CLI_PATH) + " " + args +
+                              (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 std::string quote(const std::string& s) {
-  return "'" + s + "'";
+  return testing::shell_quote(s);
 }
 
 class RerankEvalTest : public ::testing::Test {

@@ -43,6 +43,16 @@ class TempDir {
 /// Writes `content` to `path` (for building malformed inputs in tests).
 void write_text(const std::string& path, const std::string& content);
 
+/// What a shell command printed and how it exited.
+struct CommandResult {
+  int exit_code = -1;  ///< -1 when it could not be started or did not exit normally
+  std::string out;     ///< its standard output (append " 2>&1" to the command to include stderr)
+};
+/// Runs `command` through /bin/sh and collects its standard output.
+CommandResult run_command(const std::string& command);
+/// `s` in single quotes for the shell (test paths hold no single quotes).
+std::string shell_quote(const std::string& s);
+
 }  // namespace blockrank::testing
 
 /// Skips the current test unless ../shared/data holds `rel` (a file or folder).

@@ -24,6 +24,7 @@
 #define BLOCKRANK_HAVE_SDPA 1
 #endif
 
+#include "bench/common/model_shapes.h"
 #include "ranker/core/cuda_attention.h"
 #include "ranker/core/model.h"
 
@@ -46,31 +47,8 @@ struct Flags {
 };
 
 blockrank::ModelConfig shape(const std::string& name) {
-  blockrank::ModelConfig c;
-  if (name == "qwen") {
-    c.arch = blockrank::Architecture::kQwen2;
-    c.vocab_size = 151936;
-    c.hidden_size = 896;
-    c.intermediate_size = 4864;
-    c.num_layers = 24;
-    c.num_heads = 14;
-    c.num_kv_heads = 2;
-    c.head_dim = 64;
-    c.rope_theta = 1000000.0;
-    c.tie_word_embeddings = true;
-    c.qkv_bias = true;
-  } else {
-    c.arch = blockrank::Architecture::kMistral;
-    c.vocab_size = 32768;
-    c.hidden_size = 4096;
-    c.intermediate_size = 14336;
-    c.num_layers = 32;
-    c.num_heads = 32;
-    c.num_kv_heads = 8;
-    c.head_dim = 128;
-    c.rope_theta = 1000000.0;
-  }
-  return c;
+  return name == "qwen" ? blockrank::bench::qwen25_05b_shape()
+                        : blockrank::bench::mistral7b_shape();
 }
 
 double median(std::vector<double> v) {

@@ -31,6 +31,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
+#include "bench/common/model_shapes.h"
 #include "ranker/core/model.h"
 #include "ranker/core/prefix_cache.h"
 
@@ -56,31 +57,7 @@ struct Args {
 };
 
 ModelConfig shape(const std::string& name, int64_t* layer) {
-  ModelConfig c;
-  if (name == "mistral") {
-    c.arch = Architecture::kMistral;
-    c.vocab_size = 32768;
-    c.hidden_size = 4096;
-    c.intermediate_size = 14336;
-    c.num_layers = 32;
-    c.num_heads = 32;
-    c.num_kv_heads = 8;
-    c.head_dim = 128;
-    c.rope_theta = 1e6;
-    c.rms_norm_eps = 1e-5;
-  } else {
-    c.arch = Architecture::kQwen2;
-    c.vocab_size = 151936;
-    c.hidden_size = 896;
-    c.intermediate_size = 4864;
-    c.num_layers = 24;
-    c.num_heads = 14;
-    c.num_kv_heads = 2;
-    c.head_dim = 64;
-    c.qkv_bias = true;
-    c.tie_word_embeddings = true;
-    c.rope_theta = 1e6;
-  }
+  const ModelConfig c = name == "mistral" ? bench::mistral7b_shape() : bench::qwen25_05b_shape();
   // blockrank.json's default l* (model_config.cc): min(L - 1, 5L/8).
   *layer = std::min<int64_t>(c.num_layers - 1, c.num_layers * 5 / 8);
   return c;

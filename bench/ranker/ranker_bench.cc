@@ -14,6 +14,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "bench/common/model_shapes.h"
 #include "ranker/core/model.h"
 
 #include <CLI/CLI.hpp>
@@ -53,18 +54,7 @@ int main(int argc, char** argv) {
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
 
-  blockrank::ModelConfig c;
-  c.arch = blockrank::Architecture::kQwen2;
-  c.vocab_size = 151936;
-  c.hidden_size = 896;
-  c.intermediate_size = 4864;
-  c.num_layers = 24;
-  c.num_heads = 14;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.rope_theta = 1000000.0;
-  c.tie_word_embeddings = true;
-  c.qkv_bias = true;
+  const blockrank::ModelConfig c = blockrank::bench::qwen25_05b_shape();
   blockrank::LoadOptions lo;
   lo.dtype = f.dtype == "bfloat16" ? c10::kBFloat16 : c10::kFloat;
   std::unique_ptr<blockrank::Model> model;

@@ -50,6 +50,23 @@ void write_text(const std::string& path, const std::string& content) {
   out << content;
 }
 
+std::shared_ptr<Logger> CapturedLog::logger() {
+  return std::make_shared<Logger>(LogLevel::kWarning, [this](LogLevel, const std::string& m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    warnings_.push_back(m);
+  });
+}
+
+bool CapturedLog::contains(const std::string& needle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const std::string& w : warnings_) {
+    if (w.find(needle) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 CommandResult run_command(const std::string& command) {
   CommandResult r;
   FILE* p = ::popen(command.c_str(), "r");

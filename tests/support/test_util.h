@@ -4,11 +4,15 @@
 #ifndef BLOCKRANK_TESTS_SUPPORT_TEST_UTIL_H_
 #define BLOCKRANK_TESTS_SUPPORT_TEST_UTIL_H_
 
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "blockrank/status.h"
+#include "plugin/base/logging.h"
 
 #define ASSERT_OK(expr)                                            \
   do {                                                             \
@@ -42,6 +46,19 @@ class TempDir {
 };
 /// Writes `content` to `path` (for building malformed inputs in tests).
 void write_text(const std::string& path, const std::string& content);
+
+/// A logger that keeps warnings so tests can check that failures were reported. Thread-safe.
+class CapturedLog {
+ public:
+  /// A Logger (warnings and above) that records into this object, which must outlive it.
+  std::shared_ptr<Logger> logger();
+  /// True when a recorded message contains `needle`.
+  bool contains(const std::string& needle);
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> warnings_;
+};
 
 /// What a shell command printed and how it exited.
 struct CommandResult {

@@ -88,26 +88,7 @@ std::string payload_string(const KvLookupResult& r) {
                      r.value.payload->size());
 }
 
-// A logger that keeps warnings so tests can check that failures were reported.
-struct CapturedLog {
-  std::mutex mu;
-  std::vector<std::string> warnings;
-  std::shared_ptr<Logger> logger() {
-    return std::make_shared<Logger>(LogLevel::kWarning, [this](LogLevel, const std::string& m) {
-      std::lock_guard<std::mutex> lock(mu);
-      warnings.push_back(m);
-    });
-  }
-  bool contains(const std::string& needle) {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const std::string& w : warnings) {
-      if (w.find(needle) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  }
-};
+using testing::CapturedLog;
 
 class KvCacheTest : public ::testing::Test {
  protected:

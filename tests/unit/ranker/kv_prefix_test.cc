@@ -86,26 +86,7 @@ RankerInput make_input(int32_t instruction, int32_t query_tokens, int query_seed
   return in;
 }
 
-// A logger that keeps warnings so tests can check that failures were reported.
-struct CapturedLog {
-  std::mutex mu;
-  std::vector<std::string> warnings;
-  std::shared_ptr<Logger> logger() {
-    return std::make_shared<Logger>(LogLevel::kWarning, [this](LogLevel, const std::string& m) {
-      std::lock_guard<std::mutex> lock(mu);
-      warnings.push_back(m);
-    });
-  }
-  bool contains(const std::string& needle) {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const std::string& w : warnings) {
-      if (w.find(needle) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  }
-};
+using testing::CapturedLog;
 
 void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   ASSERT_EQ(a.size(), b.size());

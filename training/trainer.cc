@@ -20,6 +20,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "plugin/base/file_util.h"
 #include "ranker/core/model_config.h"
 #include "ranker/core/prompt.h"
 #include "training/distributed/distributed.h"
@@ -390,7 +391,7 @@ Status save_checkpoint(const TrainConfig& c,
   const std::string final_dir = c.output_dir + "/" + name;
   const std::string tmp = c.output_dir + "/.tmp-" + name;
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  BLOCKRANK_RETURN_IF_ERROR(remove_tree(tmp));
   const c10::ScalarType sd = save_dtype(c);
   BLOCKRANK_RETURN_IF_ERROR(model.save_pretrained(tmp, sd, c.max_shard_bytes));
   BLOCKRANK_RETURN_IF_ERROR(
@@ -418,7 +419,7 @@ Status save_checkpoint(const TrainConfig& c,
                 {"optimizer_steps", opt.steps()},
                 {"seed", c.seed}};
   BLOCKRANK_RETURN_IF_ERROR(write_file_atomic(tdir + "/trainer_state.json", state.dump(2) + "\n"));
-  fs::remove_all(final_dir, ec);
+  BLOCKRANK_RETURN_IF_ERROR(remove_tree(final_dir));
   fs::rename(tmp, final_dir, ec);
   if (ec) {
     return Status::io_error(final_dir + ": cannot rename into place: " + ec.message());
@@ -435,7 +436,7 @@ Status save_checkpoint(const TrainConfig& c,
     }
     std::sort(all.begin(), all.end());
     for (size_t i = 0; i + static_cast<size_t>(c.save_total_limit) < all.size(); ++i) {
-      fs::remove_all(c.output_dir + "/" + all[i], ec);
+      (void)remove_tree(c.output_dir + "/" + all[i]);  // an old checkpoint left behind is harmless
     }
   }
   *written = final_dir;

@@ -32,6 +32,7 @@
 #endif
 
 #include "bench/common/model_shapes.h"
+#include "plugin/base/file_util.h"
 #include "ranker/core/model.h"
 #include "ranker/core/prefix_cache.h"
 
@@ -134,7 +135,7 @@ int run(const Args& a) {
   const int64_t split = a.instruction_tokens / 16 * 16;
   const KvModelFingerprint fp =
       internal::make_kv_fingerprint(*model, layer, "bench", model->uses_fused_layers(2));
-  std::filesystem::remove_all(a.dir);
+  (void)blockrank::remove_tree(a.dir);
 
   auto open_cache = [&](const std::string& path, uint64_t memory_bytes,
                         std::unique_ptr<internal::PrefixCache>* out) {
@@ -301,7 +302,7 @@ int run(const Args& a) {
   std::fflush(stdout);
   mem_cache.reset();
   disk_cache.reset();
-  std::filesystem::remove_all(a.dir);
+  (void)blockrank::remove_tree(a.dir);
   return 0;
 }
 

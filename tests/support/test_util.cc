@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "plugin/base/file_util.h"
 namespace blockrank::testing {
 
 std::string source_dir() {
@@ -39,9 +40,8 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
   if (!path_.empty()) {
-    std::filesystem::remove_all(path_, ec);
+    (void)remove_tree(path_);
   }
 }
 

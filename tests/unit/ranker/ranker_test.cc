@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "plugin/base/file_util.h"
 #include "ranker/core/model.h"
 #include "ranker/core/model_config.h"
 #include "ranker/core/safetensors.h"
@@ -155,7 +156,7 @@ TEST(ModelLoadTest, BadCheckpointsGiveClearErrors) {
     s = Model::load(dir, LoadOptions{}, &m);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(s.message().find("[3, 3]"), std::string::npos) << s.message();
-    fs::remove_all(dir);
+    ASSERT_OK(remove_tree(dir));
   }
   {  // Truncated shard of a sharded checkpoint.
     const std::string dir = copy_fixture(tmp, "mistral");

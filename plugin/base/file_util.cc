@@ -2,11 +2,12 @@
 #include "plugin/base/file_util.h"
 
 #include <ftw.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+#include <sys/stat.h>
 
 namespace blockrank {
 
@@ -45,8 +46,8 @@ Status remove_tree(const std::string& path) {
   tls_failed = nullptr;
   if (rc != 0) {
     const int err = tls_errno != 0 ? tls_errno : errno;
-    return Status::io_error((failed.empty() ? path : failed) + ": cannot remove: " +
-                            std::strerror(err));
+    return Status::io_error((failed.empty() ? path : failed) +
+                            ": cannot remove: " + std::strerror(err));
   }
   return Status::ok();
 }

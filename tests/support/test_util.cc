@@ -9,10 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "plugin/base/file_util.h"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "plugin/base/file_util.h"
 namespace blockrank::testing {
 
 std::string source_dir() {

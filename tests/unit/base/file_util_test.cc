@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugin/base/file_util.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,6 +8,8 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 
 namespace blockrank {
 namespace {

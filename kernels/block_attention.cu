@@ -5,10 +5,11 @@
 // rows and runs FlashAttention-2's register scheme on mma.sync m16n8k16 (bf16 in, fp32 accumulate):
 // S = Q Kᵀ for a 64-key tile, online softmax in base 2 on the accumulator fragments, and the
 // probabilities re-packed as the A operand of O += P V without a trip through shared memory. K/V
-// tiles are staged in shared memory with 16-byte loads; keys past the item's range are zero-filled
-// so masked probabilities (exactly 0) never meet uninitialised values. Attention is ~1% of the
-// rerank FLOPs (ANCHORS.md §5), so this aims at "not the bottleneck" rather than FA3 speed: no
-// cp.async pipeline or wgmma.
+// tiles are staged in shared memory by cp.async (16 bytes per copy), double buffered: the next
+// tile's copies are in flight while the current one is computed, so a work item (2-3 tiles for a
+// 128-token document) no longer waits for every load in turn. Keys past the item's range are
+// zero-filled (cp.async with source size 0), so masked probabilities (exactly 0) never meet
+// uninitialised values. No wgmma: attention is a small share of the rerank FLOPs (ANCHORS.md §5).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -57,13 +58,39 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 16-byte global -> shared copy that bypasses the registers (sm80+). src_bytes 0 writes 16 zero
+// bytes and reads nothing (the source must still be a valid address expression).
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 template <int D>
-__global__ void __launch_bounds__(kThreads)
+__host__ __device__ constexpr int tile_ld() {
+  return D + 8;  // +16 bytes per row: the 8 rows a fragment load touches hit 8 banks
+}
+
+/// Dynamic shared memory of one CTA: two stages of a K and a V tile.
+template <int D>
+constexpr size_t attention_smem_bytes() {
+  return size_t{2} * 2 * kTileKeys * tile_ld<D>() * sizeof(__nv_bfloat16);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 3)
     blockrank_attention_kernel(const BlockAttentionParams p) {
-  constexpr int kLd = D + 8;  // +16 bytes per row: the 8 rows a fragment load touches hit 8 banks
+  constexpr int kLd = tile_ld<D>();
   constexpr int kChunks = D / 8;
-  __shared__ __align__(16) __nv_bfloat16 k_tile[kTileKeys * kLd];
-  __shared__ __align__(16) __nv_bfloat16 v_tile[kTileKeys * kLd];
+  constexpr int kStage = 2 * kTileKeys * kLd;  // one K tile + one V tile
+  extern __shared__ __align__(16) __nv_bfloat16 smem[];
 
   const AttentionWorkItem it = p.items[blockIdx.x];
   const int head = blockIdx.y;
@@ -98,23 +125,38 @@ __global__ void __launch_bounds__(kThreads)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float scale_log2 = p.scale * kLog2e;
 
-  for (int kt = it.key_begin; kt < it.key_end; kt += kTileKeys) {
-    __syncthreads();  // the previous tile has been consumed by every warp
+  // Issues the copies of the tile starting at key kt into stage `stage` (one commit group).
+  auto load_tile = [&](int kt, int stage) {
+    __nv_bfloat16* kd = smem + stage * kStage;
+    __nv_bfloat16* vd = kd + kTileKeys * kLd;
     for (int i = threadIdx.x; i < kTileKeys * kChunks; i += kThreads) {
       const int r = i / kChunks, c = (i % kChunks) * 8;
       const int vk = kt + r;
-      uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (vk < it.key_end) {
-        const int64_t tok = vk < it.a_end ? vk : it.b_start + (vk - it.a_end);
-        kk = *reinterpret_cast<const uint4*>(k + tok * p.k_row_stride + kv_head * p.k_head_stride +
-                                             c);
-        vv = *reinterpret_cast<const uint4*>(v + tok * p.v_row_stride + kv_head * p.v_head_stride +
-                                             c);
-      }
-      *reinterpret_cast<uint4*>(k_tile + r * kLd + c) = kk;
-      *reinterpret_cast<uint4*>(v_tile + r * kLd + c) = vv;
+      const bool in = vk < it.key_end;
+      const int64_t tok = !in ? 0 : vk < it.a_end ? vk : it.b_start + (vk - it.a_end);
+      cp_async_16(kd + r * kLd + c, k + tok * p.k_row_stride + kv_head * p.k_head_stride + c,
+                  in ? 16 : 0);
+      cp_async_16(vd + r * kLd + c, v + tok * p.v_row_stride + kv_head * p.v_head_stride + c,
+                  in ? 16 : 0);
     }
-    __syncthreads();
+    cp_async_commit();
+  };
+
+  if (it.key_begin < it.key_end) {
+    load_tile(it.key_begin, 0);
+  }
+  int stage = 0;
+  for (int kt = it.key_begin; kt < it.key_end; kt += kTileKeys, stage ^= 1) {
+    // Stage `stage ^ 1` was last read in the previous iteration, which ended with a barrier.
+    if (kt + kTileKeys < it.key_end) {
+      load_tile(kt + kTileKeys, stage ^ 1);
+      cp_async_wait<1>();  // this tile's group is complete; the next one may still be in flight
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // every thread's copies of this tile are visible
+    const __nv_bfloat16* k_tile = smem + stage * kStage;
+    const __nv_bfloat16* v_tile = k_tile + kTileKeys * kLd;
 
     float s[8][4];
 #pragma unroll
@@ -193,6 +235,7 @@ __global__ void __launch_bounds__(kThreads)
         mma_bf16(o[dt], a, pack_bf16(vp[0], vp[kLd]), pack_bf16(vp[8 * kLd], vp[9 * kLd]));
       }
     }
+    __syncthreads();  // every warp is done with this stage before it is refilled
   }
 
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -272,10 +315,19 @@ __global__ void __launch_bounds__(D)
 
 template <int D>
 cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
+  constexpr size_t smem = attention_smem_bytes<D>();
+  // Above 48 KB a kernel must opt in to its dynamic shared memory (once per process and device;
+  // repeating the call is cheap and keeps this correct after a device switch).
+  cudaError_t err =
+      cudaFuncSetAttribute(blockrank_attention_kernel<D>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) {
+    return err;
+  }
   blockrank_attention_kernel<D>
-      <<<dim3(static_cast<unsigned>(p.num_items), static_cast<unsigned>(p.num_heads)), kThreads, 0,
-         stream>>>(p);
-  cudaError_t err = cudaGetLastError();
+      <<<dim3(static_cast<unsigned>(p.num_items), static_cast<unsigned>(p.num_heads)), kThreads,
+         smem, stream>>>(p);
+  err = cudaGetLastError();
   if (err != cudaSuccess || p.num_combine == 0) {
     return err;
   }

@@ -4,7 +4,9 @@
 #include "ranker/core/cuda_attention.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -379,7 +381,70 @@ Status cuda_rope_inplace(const at::Tensor& x,
   return Status::ok();
 }
 
+struct CudaStageTimer::Impl {
+  std::vector<std::pair<const char*, cudaEvent_t>> marks;  // first: nullptr (the start)
+};
+
+CudaStageTimer::CudaStageTimer(bool enabled) {
+  if (enabled) {
+    impl_ = std::make_unique<Impl>();
+    mark(nullptr);
+  }
+}
+
+CudaStageTimer::~CudaStageTimer() {
+  if (impl_) {
+    for (auto& m : impl_->marks) {
+      cudaEventDestroy(m.second);
+    }
+  }
+}
+
+void CudaStageTimer::mark(const char* stage) {
+  if (!impl_) {
+    return;
+  }
+  cudaEvent_t ev = nullptr;
+  if (cudaEventCreate(&ev) != cudaSuccess) {
+    return;
+  }
+  cudaEventRecord(ev, c10::cuda::getCurrentCUDAStream().stream());
+  impl_->marks.emplace_back(stage, ev);
+}
+
+std::string CudaStageTimer::report() {
+  if (!impl_ || impl_->marks.size() < 2) {
+    return "";
+  }
+  cudaEventSynchronize(impl_->marks.back().second);
+  std::map<std::string, double> ms;
+  double total = 0;
+  for (size_t i = 1; i < impl_->marks.size(); ++i) {
+    float t = 0;
+    cudaEventElapsedTime(&t, impl_->marks[i - 1].second, impl_->marks[i].second);
+    ms[impl_->marks[i].first] += t;
+    total += t;
+  }
+  std::string out;
+  char line[160];
+  for (const auto& [stage, t] : ms) {
+    std::snprintf(line, sizeof(line), "  %-14s %9.3f ms  %5.1f%%\n", stage.c_str(), t,
+                  100.0 * t / total);
+    out += line;
+  }
+  std::snprintf(line, sizeof(line), "  %-14s %9.3f ms\n", "total", total);
+  return out + line;
+}
+
 #else  // !BLOCKRANK_TORCH_CUDA
+
+struct CudaStageTimer::Impl {};
+CudaStageTimer::CudaStageTimer(bool) {}
+CudaStageTimer::~CudaStageTimer() = default;
+void CudaStageTimer::mark(const char*) {}
+std::string CudaStageTimer::report() {
+  return "";
+}
 
 bool cuda_layer_ops_available() {
   return false;

@@ -10,6 +10,8 @@
 #define BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -99,6 +101,26 @@ Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
 Status cuda_rope_inplace(const at::Tensor& x,
                          const at::Tensor& positions,
                          const at::Tensor& inv_freq);
+
+/// Per-stage GPU time of a loop of launches (the fused layer loop under
+/// BLOCKRANK_PROFILE_LAYERS=1): mark(stage) records a CUDA event on the current stream and charges
+/// the time since the previous mark to `stage`, so the stages add up to the stream's whole span,
+/// idle gaps included (a gap is charged to the stage after it). report() waits for the events and
+/// returns one line per stage (ms, share). Disabled (or without CUDA) every call is a no-op and
+/// report() returns "".
+class CudaStageTimer {
+ public:
+  explicit CudaStageTimer(bool enabled);
+  ~CudaStageTimer();
+  CudaStageTimer(const CudaStageTimer&) = delete;
+  CudaStageTimer& operator=(const CudaStageTimer&) = delete;
+  void mark(const char* stage);
+  std::string report();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// For ATen-style call sites (model.cc's forward pass, which reports c10::Error): throws a
 /// c10::Error carrying the Status text unless `status` is ok.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -696,10 +697,14 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   if (present != nullptr) {
     *present = at::empty({num_layers, 2, hkv, l0, d}, x.options());
   }
+  // BLOCKRANK_PROFILE_LAYERS=1: GPU time per stage on stderr (bench/gpu/NOTES.md).
+  static const bool profile = std::getenv("BLOCKRANK_PROFILE_LAYERS") != nullptr;
+  internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {
     const LayerWeights& w = layers[static_cast<size_t>(l)];
     throw_if_error(internal::cuda_rms_norm(x, pending, w.input_norm, config.rms_norm_eps, &h));
+    timer.mark("rms_norm");
     at::Tensor qkv;  // [T, qd + 2 kvd]
     if (c > 0) {
       at::Tensor rows = qkv_full.narrow(0, c, n);
@@ -717,14 +722,17 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
           .narrow(1, qd + kvd, kvd)
           .view({c, hkv, d})
           .copy_(cached.select(0, 1).permute({1, 0, 2}));
+      timer.mark("qkv_gemm");
       throw_if_error(internal::cuda_rope_inplace(rows.narrow(1, 0, qd + kvd).view({n, hq + hkv, d}),
                                                  row_positions, inv_freq));
       qkv = qkv_full;
     } else {
       qkv = at::linear(h, w.qkv_w, w.qkv_b);
+      timer.mark("qkv_gemm");
       throw_if_error(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, hq + hkv, d}),
                                                  positions, inv_freq));
     }
+    timer.mark("rope");
     if (present != nullptr) {
       at::Tensor dst = present->select(0, l);
       dst.select(0, 0).copy_(
@@ -736,14 +744,27 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     throw_if_error(internal::cuda_block_attention(
         qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
         qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
+    timer.mark("attention");
     const at::Tensor o = at::linear(c > 0 ? attn.narrow(0, c, n) : attn, w.o_w, w.o_b);
+    timer.mark("o_gemm");
     throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
+    timer.mark("rms_norm");
+    const at::Tensor gate_up = at::linear(h, w.gate_up_w, w.gate_up_b);
+    timer.mark("gate_up_gemm");
     at::Tensor act;
-    throw_if_error(internal::cuda_silu_mul(at::linear(h, w.gate_up_w, w.gate_up_b), &act));
+    throw_if_error(internal::cuda_silu_mul(gate_up, &act));
+    timer.mark("silu_mul");
     pending = at::linear(act, w.down_w, w.down_b);
+    timer.mark("down_gemm");
   }
   const LayerWeights& next = layers[static_cast<size_t>(num_layers)];
   throw_if_error(internal::cuda_rms_norm(x, pending, next.input_norm, config.rms_norm_eps, &h));
+  timer.mark("rms_norm");
+  if (profile) {
+    std::fprintf(stderr, "fused_layers: %lld layers, %lld rows\n%s",
+                 static_cast<long long>(num_layers), static_cast<long long>(n),
+                 timer.report().c_str());
+  }
   return h;
 }
 

@@ -8,7 +8,8 @@
 # same per-collection query/qrels flags). None of these collections is training data (issue #10).
 # Usage: bench/model/eval_model.sh MODEL_DIR [extra flags for eval/rerank, e.g. --device cuda]
 #   env: BLOCKRANK_BIN (default build/plugin/cli/blockrank), WORK (indexes; reused when present),
-#        DEPTH (reranked per query, 100), ALPHAS ("0.3 0.5"), ONLY (e.g. "cacm vaswani").
+#        DEPTH (reranked per query, 100), ALPHAS ("0.3 0.5"), ONLY (e.g. "cacm vaswani";
+#        "arguana" adds the fusion-tuning collection).
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n '2,12p' "$0"; exit 2; }
 model=$1; shift
@@ -60,6 +61,9 @@ wanted nfcorpus && index nfcorpus --format tsv "$data/nfcorpus-original/test.doc
 wanted cranfield && index cranfield --format smart "$data/cran/cran.all.1400"
 wanted cacm && index cacm --format jsonl --id-field id --text-fields contents "$data/cacm/cacm.json"
 wanted vaswani && index vaswani --format trec "$data/vaswani/doc-text.trec"
+# ArguAna (not in the default list) is where the fusion weight is chosen: it is none of the five
+# evaluation collections, and its test queries are not training data (only its passages are).
+wanted arguana && index arguana "$data/arguana/corpus.jsonl.gz"
 
 start=$SECONDS
 echo "model $model, BM25 top $depth reranked, extra flags: ${*:-none}"
@@ -90,5 +94,7 @@ wanted cranfield && evalset cranfield --queries "$data/cran/cran.qry" --query-fo
 wanted cacm && evalset cacm --queries "$data/cacm/topics.cacm.txt" --qrels "$data/cacm/qrels.cacm.txt" \
   --normalize-ids "$@"
 wanted vaswani && evalset vaswani --queries "$data/vaswani/query-text.trec" --qrels "$data/vaswani/qrels" "$@"
+wanted arguana && evalset arguana --queries "$data/arguana/queries.jsonl.gz" \
+  --qrels "$data/arguana/qrels/test.tsv" --remove-query "$@"
 echo
 echo "total $((SECONDS - start)) s"

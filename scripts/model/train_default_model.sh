@@ -18,7 +18,8 @@ device=${DEVICE:-cuda}
 tok=${TOKENIZER:-$here/.cache/tokenizers/llama2/tokenizer.json}
 mkdir -p "$work"
 data=${DATA:-$work/data}
-if [ ! -f "$data/train.jsonl.gz" ]; then
+# Build the data unless it is there or the extra fields bring their own training file.
+if [ ! -f "$data/train.jsonl.gz" ] && [[ "$extra" != *'"train_file"'* ]]; then
   THREADS=${THREADS:-16} bash "$here/scripts/model/build_training_data.sh" "$bin" "$data"
 fi
 cp "$here/scripts/model/default-model.config.json" "$work/config.json"

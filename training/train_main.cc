@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "ranker/tokenizer/tokenizer.h"
 #include "training/distributed/distributed.h"
 #include "training/example.h"
+#include "training/pretrain.h"
 #include "training/trainer.h"
 
 #include <CLI/CLI.hpp>
@@ -43,6 +45,23 @@ struct TrainFlags {
 
 // JSONL examples built on demand: build_training_example is deterministic in (seed, index), so an
 // example is the same whenever the trainer asks for it (and after a resume).
+// Causal-LM pretraining examples (training/pretrain.h): triple k = chunks 3k, 3k+1, 3k+2.
+class ChunkSource final : public training::ExampleSource {
+ public:
+  ChunkSource(std::vector<std::vector<int32_t>> chunks, int32_t bos)
+      : chunks_(std::move(chunks)), bos_(bos) {}
+  int64_t size() const override { return static_cast<int64_t>(chunks_.size() / 3); }
+  Status get(int64_t index, training::TrainingExample* out) const override {
+    const size_t k = static_cast<size_t>(index) * 3;
+    *out = training::make_lm_example(chunks_[k], chunks_[k + 1], chunks_[k + 2], bos_);
+    return Status::ok();
+  }
+
+ private:
+  std::vector<std::vector<int32_t>> chunks_;
+  int32_t bos_;
+};
+
 class JsonlSource final : public training::ExampleSource {
  public:
   JsonlSource(std::vector<training::RawExample> raw,
@@ -80,8 +99,8 @@ Status run_train(const TrainFlags& flags, const std::shared_ptr<Logger>& logger)
   BLOCKRANK_RETURN_IF_ERROR(training::parse_train_config(text.str(), flags.config, &c));
   // Paths in the config are relative to the config file.
   const std::string base = fs::path(flags.config).parent_path().string();
-  for (std::string* p :
-       {&c.model_dir, &c.model_config, &c.tokenizer, &c.train_file, &c.eval_file, &c.output_dir}) {
+  for (std::string* p : {&c.model_dir, &c.model_config, &c.tokenizer, &c.train_file, &c.eval_file,
+                         &c.pretrain_file, &c.output_dir}) {
     *p = resolve(base, *p);
   }
   if (!flags.device.empty()) {
@@ -117,6 +136,42 @@ Status run_train(const TrainFlags& flags, const std::shared_ptr<Logger>& logger)
     train_data = training::synthetic_source(c, vocab, c.synthetic_train_examples, c.seed);
     if (c.synthetic_eval_examples > 0) {
       eval_data = training::synthetic_source(c, vocab, c.synthetic_eval_examples, c.seed + 1);
+    }
+  } else if (!c.pretrain_file.empty()) {
+    std::unique_ptr<Tokenizer> tok;
+    BLOCKRANK_RETURN_IF_ERROR(
+        Tokenizer::load(c.tokenizer.empty() ? c.model_dir : c.tokenizer, &tok));
+    training::TextChunkOptions to;
+    to.chunk_tokens = c.pretrain_chunk_tokens;
+    std::vector<std::vector<int32_t>> chunks, train_chunks, eval_chunks;
+    training::TextChunkStats ts;
+    BLOCKRANK_RETURN_IF_ERROR(training::read_text_chunks(c.pretrain_file, *tok, to, &chunks, &ts));
+    // Held out: every pretrain_eval_every-th triple of chunks.
+    for (size_t i = 0; i + 3 <= chunks.size(); i += 3) {
+      const bool held_out =
+          c.pretrain_eval_every > 0 && (i / 3) % static_cast<size_t>(c.pretrain_eval_every) == 0;
+      for (size_t j = i; j < i + 3; ++j) {
+        (held_out ? eval_chunks : train_chunks).push_back(std::move(chunks[j]));
+      }
+    }
+    BLOCKRANK_LOG_INFO(
+        logger,
+        "%s: %lld documents (%lld empty), %lld tokens: %zu training and %zu held-out "
+        "examples of 3 x %lld tokens (causal-LM pretraining)",
+        c.pretrain_file.c_str(), static_cast<long long>(ts.documents),
+        static_cast<long long>(ts.empty), static_cast<long long>(ts.tokens),
+        train_chunks.size() / 3, eval_chunks.size() / 3,
+        static_cast<long long>(c.pretrain_chunk_tokens));
+    const std::optional<int32_t> bos = tok->bos_id();
+    if (!bos) {
+      return Status::invalid_argument(c.tokenizer + ": the tokenizer has no BOS token");
+    }
+    if (train_chunks.empty()) {
+      return Status::invalid_argument(c.pretrain_file + ": too little text to pretrain on");
+    }
+    train_data = std::make_unique<ChunkSource>(std::move(train_chunks), *bos);
+    if (!eval_chunks.empty()) {
+      eval_data = std::make_unique<ChunkSource>(std::move(eval_chunks), *bos);
     }
   } else {
     std::unique_ptr<Tokenizer> tok;

@@ -78,6 +78,9 @@ Status parse_train_config(const std::string& json_text,
   add("tokenizer", &c.tokenizer);
   add("train_file", &c.train_file);
   add("eval_file", &c.eval_file);
+  add("pretrain_file", &c.pretrain_file);
+  add("pretrain_chunk_tokens", &c.pretrain_chunk_tokens);
+  add("pretrain_eval_every", &c.pretrain_eval_every);
   add("synthetic_train_examples", &c.synthetic_train_examples);
   add("synthetic_eval_examples", &c.synthetic_eval_examples);
   add("synthetic_instruction_tokens", &c.synthetic_instruction_tokens);
@@ -138,8 +141,15 @@ Status TrainConfig::validate() const {
         "(random init)");
   }
   const bool synthetic = synthetic_train_examples > 0;
-  if (!synthetic && train_file.empty()) {
-    return bad("'train_file' is required (or 'synthetic_train_examples')");
+  if (!pretrain_file.empty()) {
+    if (synthetic || !train_file.empty()) {
+      return bad("'pretrain_file' excludes 'train_file' and 'synthetic_train_examples'");
+    }
+    if (pretrain_chunk_tokens < 16 || pretrain_eval_every < 0) {
+      return bad("'pretrain_chunk_tokens' must be >= 16 and 'pretrain_eval_every' >= 0");
+    }
+  } else if (!synthetic && train_file.empty()) {
+    return bad("'train_file' is required (or 'synthetic_train_examples' or 'pretrain_file')");
   }
   if (output_dir.empty()) {
     return bad("'output_dir' is required");

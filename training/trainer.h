@@ -44,6 +44,12 @@ struct TrainConfig {
   // --- data ---
   std::string train_file;  ///< upstream JSONL (BLOCKRANK.md §5.1)
   std::string eval_file;   ///< held-out JSONL; empty: no evaluation
+  /// Causal-LM pretraining instead of BlockRank fine-tuning (training/pretrain.h): a JSONL corpus
+  /// ("title"/"text") cut into chunks; every pretrain_eval_every-th chunk is held out for
+  /// evaluation (0: none). Excludes train_file and the synthetic task.
+  std::string pretrain_file;
+  int64_t pretrain_chunk_tokens = 256;
+  int64_t pretrain_eval_every = 50;
   /// Synthetic rare-token examples instead of files (tests, benchmarks): how many training and
   /// eval examples; 0 = use the files.
   int64_t synthetic_train_examples = 0;

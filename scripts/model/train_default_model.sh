@@ -7,8 +7,11 @@
 # it runs on CPU too, slowly.
 # Usage: scripts/model/train_default_model.sh BLOCKRANK_BIN WORK_DIR [extra train.json fields as JSON]
 #   env: DEVICE (cuda), STEPS (0 = EPOCHS passes), EPOCHS (2), BATCH (8), LR (1e-3), THREADS (16),
-#        TOKENIZER (.cache/tokenizers/llama2/tokenizer.json), DATA (reuse a built data dir).
-# Output: WORK_DIR/run/checkpoint-*/ (the model directory), WORK_DIR/run/log.jsonl.
+#        TOKENIZER (.cache/tokenizers/llama2/tokenizer.json), DATA (reuse a built data dir),
+#        PRETRAIN_STEPS (0: none; else first a causal-LM pretraining of that many steps on the ArguAna
+#        passages, training/pretrain.h, and the BlockRank fine-tuning starts from its checkpoint).
+# Output: WORK_DIR/run/checkpoint-*/ (the model directory), WORK_DIR/run/log.jsonl; with
+# PRETRAIN_STEPS also WORK_DIR/pretrain/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$1
@@ -41,5 +44,29 @@ cfg.update(json.loads(sys.argv[2]))
 json.dump(cfg, open(sys.argv[1], "w"), indent=1)
 PY
 start=$(date +%s)
+if [ "${PRETRAIN_STEPS:-0}" -gt 0 ]; then
+  corpus=${BLOCKRANK_SHARED_DATA:-$here/../shared/data}/arguana/corpus.jsonl.gz
+  mkdir -p "$work/pretrain"
+  cp "$work/config.json" "$work/pretrain/config.json"
+  python3 - "$work/pretrain/train.json" "$work/train.json" "$corpus" "$PRETRAIN_STEPS" <<'PY'
+import json, sys
+ft = json.load(open(sys.argv[2]))
+cfg = {k: ft[k] for k in ("tokenizer", "device", "dtype", "seed", "weight_decay", "max_grad_norm",
+                          "aux_layer", "save_dtype", "batch_size")}
+cfg.update({"model_config": "config.json", "pretrain_file": sys.argv[3], "pretrain_chunk_tokens": 128,
+            "pretrain_eval_every": 50, "output_dir": "run", "aux_weight": 0.0,
+            "max_steps": int(sys.argv[4]), "lr": 2e-3, "warmup_steps": 200, "min_lr_ratio": 0.1,
+            "log_interval": 100, "eval_interval": 0, "save_interval": 0, "save_final": True,
+            "save_total_limit": 1, "save_dtype": "float32", "max_eval_examples": 200})
+json.dump(cfg, open(sys.argv[1], "w"), indent=1)
+# The fine-tuning starts from the pretrained weights.
+ft.pop("model_config", None)
+ft["model_dir"] = "pretrain/run/latest-checkpoint"
+json.dump(ft, open(sys.argv[2], "w"), indent=1)
+PY
+  "$bin" train --config "$work/pretrain/train.json"
+  ln -sfn "$(cd "$work/pretrain/run" && ls -d checkpoint-* | tail -1)" "$work/pretrain/run/latest-checkpoint"
+  echo "pretrained in $(( $(date +%s) - start )) s"
+fi
 "$bin" train --config "$work/train.json"
 echo "trained in $(( $(date +%s) - start )) s"

@@ -698,7 +698,10 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     *present = at::empty({num_layers, 2, hkv, l0, d}, x.options());
   }
   // BLOCKRANK_PROFILE_LAYERS=1: GPU time per stage on stderr (bench/gpu/NOTES.md).
-  static const bool profile = std::getenv("BLOCKRANK_PROFILE_LAYERS") != nullptr;
+  static const bool profile = [] {
+    const char* v = std::getenv("BLOCKRANK_PROFILE_LAYERS");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {

@@ -18,28 +18,11 @@
 
 #include "indexer/index_writer.h"
 #include "indexer/mine.h"
+#include "llama2_tokenizer.h"
 #include "test_util.h"
 
 namespace blockrank::training {
 namespace {
-
-std::unique_ptr<Tokenizer> llama2_tokenizer() {
-  const std::string path =
-      blockrank::testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
-  if (!std::filesystem::exists(path)) {
-    return nullptr;
-  }
-  std::unique_ptr<Tokenizer> t;
-  EXPECT_OK(Tokenizer::load(path, &t));
-  return t;
-}
-
-#define REQUIRE_LLAMA2(var)                                          \
-  std::unique_ptr<Tokenizer> var = llama2_tokenizer();               \
-  if (var == nullptr) {                                              \
-    GTEST_SKIP() << "needs .cache/tokenizers/llama2/tokenizer.json " \
-                    "(run scripts/tokenizer-reference/setup.sh)";    \
-  }
 
 std::vector<int32_t> encode(const Tokenizer& t, const std::string& text) {
   std::vector<int32_t> ids;

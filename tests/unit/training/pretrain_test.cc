@@ -13,23 +13,13 @@
 
 #include <gtest/gtest.h>
 
+#include "llama2_tokenizer.h"
 #include "test_util.h"
 #include "training/trainable_model.h"
 #include "training/trainer.h"
 
 namespace blockrank::training {
 namespace {
-
-std::unique_ptr<Tokenizer> llama2_tokenizer() {
-  const std::string path =
-      blockrank::testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
-  if (!std::filesystem::exists(path)) {
-    return nullptr;
-  }
-  std::unique_ptr<Tokenizer> t;
-  EXPECT_OK(Tokenizer::load(path, &t));
-  return t;
-}
 
 std::vector<int32_t> encode(const Tokenizer& t, const std::string& text) {
   std::vector<int32_t> ids;

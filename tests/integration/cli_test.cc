@@ -35,6 +35,19 @@ class CliTest : public ::testing::Test {
   std::string sample(const std::string& f) const {
     return quote(testing::source_dir() + "/examples/sample-corpus/" + f);
   }
+  static std::string llama2_tokenizer() {
+    return testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
+  }
+  // The tiny random reranker of bench/http/make_tiny_model.py in `model` and the sample corpus
+  // indexed into `db` (the serve tests' setup).
+  void make_tiny_model_and_index(const std::string& model, const std::string& db) {
+    ASSERT_EQ(
+        std::system(("python3 " + quote(testing::source_dir() + "/bench/http/make_tiny_model.py") +
+                     " " + quote(model) + " " + quote(llama2_tokenizer()) + " > /dev/null")
+                        .c_str()),
+        0);
+    ASSERT_EQ(run("index -q --db " + quote(db) + " " + sample("corpus.jsonl")).exit_code, 0);
+  }
   testing::TempDir dir_;
 };
 
@@ -140,7 +153,7 @@ TEST_F(CliTest, ArguAnaBm25MatchesPyserini) {
 }
 
 TEST_F(CliTest, TokenizeRoundTrip) {
-  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
+  const std::string tok = llama2_tokenizer();
   if (::access(tok.c_str(), R_OK) != 0) {
     GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
   }
@@ -167,18 +180,11 @@ TEST_F(CliTest, TokenizeRoundTrip) {
 }
 
 TEST_F(CliTest, ServeRerankWithATinyModel) {
-  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
-  if (::access(tok.c_str(), R_OK) != 0) {
+  if (::access(llama2_tokenizer().c_str(), R_OK) != 0) {
     GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
   }
-  const std::string model = dir_.file("model");
-  ASSERT_EQ(
-      std::system(("python3 " + quote(testing::source_dir() + "/bench/http/make_tiny_model.py") +
-                   " " + quote(model) + " " + quote(tok) + " > /dev/null")
-                      .c_str()),
-      0);
-  const std::string db = dir_.file("db");
-  ASSERT_EQ(run("index -q --db " + quote(db) + " " + sample("corpus.jsonl")).exit_code, 0);
+  const std::string model = dir_.file("model"), db = dir_.file("db");
+  ASSERT_NO_FATAL_FAILURE(make_tiny_model_and_index(model, db));
   const int port = 30000 + static_cast<int>(::getpid() % 20000);
   const std::string log = dir_.file("serve.log");
   const std::string serve = std::string(BLOCKRANK_CLI_PATH) + " serve --db " + quote(db) +
@@ -332,18 +338,11 @@ double metric(const std::string& metrics, const std::string& series) {
 // request per batch on both, so the same computation). --kv-cache with two replicas: replica 0
 // keeps the disk tier, no RocksDB LOCK clash. Bad device lists fail with a message.
 TEST_F(CliTest, ServeTwoCpuReplicas) {
-  const std::string tok = testing::source_dir() + "/.cache/tokenizers/llama2/tokenizer.json";
-  if (::access(tok.c_str(), R_OK) != 0) {
+  if (::access(llama2_tokenizer().c_str(), R_OK) != 0) {
     GTEST_SKIP() << "needs .cache/tokenizers (run scripts/tokenizer-reference/setup.sh)";
   }
-  const std::string model = dir_.file("model");
-  ASSERT_EQ(
-      std::system(("python3 " + quote(testing::source_dir() + "/bench/http/make_tiny_model.py") +
-                   " " + quote(model) + " " + quote(tok) + " > /dev/null")
-                      .c_str()),
-      0);
-  const std::string db = dir_.file("db");
-  ASSERT_EQ(run("index -q --db " + quote(db) + " " + sample("corpus.jsonl")).exit_code, 0);
+  const std::string model = dir_.file("model"), db = dir_.file("db");
+  ASSERT_NO_FATAL_FAILURE(make_tiny_model_and_index(model, db));
   const std::string common =
       "--db " + quote(db) + " --model " + quote(model) + " --model-threads 1 --max-batch 1";
 

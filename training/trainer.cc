@@ -24,6 +24,7 @@
 #include "ranker/core/model_config.h"
 #include "ranker/core/prompt.h"
 #include "training/distributed/distributed.h"
+#include "training/lexical_init.h"
 #include "training/loss.h"
 #include "training/optimizer.h"
 #include "training/synthetic.h"
@@ -107,8 +108,12 @@ Status parse_train_config(const std::string& json_text,
   add("adam_eps", &c.adam_eps);
   add("max_grad_norm", &c.max_grad_norm);
   add("aux_weight", &c.aux_weight);
+  add("lm_weight", &c.lm_weight);
   add("temperature", &c.temperature);
   add("aux_layer", &c.aux_layer);
+  add("signal_rows", &c.signal_rows);
+  add("init", &c.init);
+  add("lexical_match_logit", &c.lexical_match_logit);
   add("seed", &c.seed);
   add("device", &c.device);
   add("dtype", &c.dtype);
@@ -169,11 +174,23 @@ Status TrainConfig::validate() const {
   if (!(lr > 0) || warmup_ratio < 0 || warmup_ratio > 1 || min_lr_ratio < 0 || min_lr_ratio > 1) {
     return bad("'lr' must be > 0, 'warmup_ratio' and 'min_lr_ratio' in [0, 1]");
   }
-  if (!(temperature > 0) || aux_weight < 0) {
-    return bad("'temperature' must be > 0 and 'aux_weight' >= 0");
+  if (!(temperature > 0) || aux_weight < 0 || lm_weight < 0) {
+    return bad("'temperature' must be > 0, 'aux_weight' and 'lm_weight' >= 0");
+  }
+  if (lm_weight == 0 && aux_weight == 0) {
+    return bad("'lm_weight' and 'aux_weight' are both 0: nothing to train");
   }
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && adam_eps > 0)) {
     return bad("'beta1'/'beta2' must be in [0, 1) and 'adam_eps' > 0");
+  }
+  if (init != "random" && init != "lexical") {
+    return bad("'init' must be \"random\" or \"lexical\"");
+  }
+  if (init == "lexical" && !model_dir.empty()) {
+    return bad("'init' \"lexical\" initialises a new model: use it with 'model_config'");
+  }
+  if (signal_rows < 0 || !(lexical_match_logit > 0)) {
+    return bad("'signal_rows' must be >= 0 and 'lexical_match_logit' > 0");
   }
   if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16") {
     return bad("'dtype' must be \"float32\" or \"bfloat16\"");
@@ -329,6 +346,19 @@ Status create_model(const TrainConfig& c, std::unique_ptr<TrainableModel>* out) 
   }
   s.prompt_template = c.prompt_template;
   s.temperature = c.temperature;
+  s.max_block_length = c.max_block_length;  // and with the block length it was trained on
+  if (c.signal_rows > 0) {
+    s.signal_rows = c.signal_rows;
+  }
+  if (c.init == "lexical") {
+    LexicalInitOptions lo;
+    lo.layer = s.scoring_layer;
+    lo.block_length = c.max_block_length;
+    lo.query_position_offset = s.query_position_offset;
+    lo.match_logit = c.lexical_match_logit;
+    lo.seed = c.seed;
+    BLOCKRANK_RETURN_IF_ERROR(apply_lexical_init(lo, out->get()));
+  }
   return Status::ok();
 }
 
@@ -571,6 +601,7 @@ Status evaluate(const TrainConfig& c,
                                         model.options().device, &batch));
       ForwardOptions fo;
       fo.aux_layer = aux_layer_of(model);
+      fo.lm = c.lm_weight > 0;
       BLOCKRANK_ASSIGN_OR_RETURN(ForwardOutput fwd, model.forward(batch, fo));
       const LossTerms t = loss_terms(fwd, batch, c.temperature);
       lm_sum += t.lm_sum.item<double>();
@@ -587,7 +618,7 @@ Status evaluate(const TrainConfig& c,
   e.count = rank.count;
   e.lm_loss = lm_count > 0 ? lm_sum / static_cast<double>(lm_count) : 0.0;
   e.aux_loss = aux_count > 0 ? aux_sum / static_cast<double>(aux_count) : 0.0;
-  e.loss = e.lm_loss + c.aux_weight * e.aux_loss;
+  e.loss = c.lm_weight * e.lm_loss + c.aux_weight * e.aux_loss;
   e.p1 = rank.count > 0 ? rank.p1 / static_cast<double>(rank.count) : 0.0;
   e.ndcg10 = rank.count > 0 ? rank.ndcg10 / static_cast<double>(rank.count) : 0.0;
   *out = e;
@@ -737,8 +768,8 @@ Status train(const TrainConfig& c,
         BLOCKRANK_RETURN_IF_ERROR(hooks.reducer->all_reduce_mean(&count));
         lm_total_all = std::llround(count[0].item<double>() * world);
       }
-      const double lm_scale =
-          static_cast<double>(world) / static_cast<double>(std::max<int64_t>(1, lm_total_all));
+      const double lm_scale = c.lm_weight * static_cast<double>(world) /
+                              static_cast<double>(std::max<int64_t>(1, lm_total_all));
       const double aux_scale = c.aux_weight / static_cast<double>(per_rank);
       at::Tensor lm_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
       at::Tensor aux_sum = at::zeros_like(lm_sum);
@@ -750,6 +781,7 @@ Status train(const TrainConfig& c,
           BLOCKRANK_RETURN_IF_ERROR(collate(group, co, model.config().vocab_size, device, &batch));
           ForwardOptions fo;
           fo.aux_layer = aux_layer;
+          fo.lm = c.lm_weight > 0;
           BLOCKRANK_ASSIGN_OR_RETURN(ForwardOutput fwd, model.forward(batch, fo));
           const LossTerms t = loss_terms(fwd, batch, c.temperature);
           at::Tensor loss = t.lm_sum * lm_scale + t.aux_sum * aux_scale;
@@ -762,7 +794,10 @@ Status train(const TrainConfig& c,
       if (hooks.reducer != nullptr && world > 1) {
         std::vector<at::Tensor> grads;
         for (const NamedParameter& p : model.parameters()) {
-          grads.push_back(p.tensor.grad());
+          if (p.tensor.grad()
+                  .defined()) {  // lm_weight 0: the LM-only weights get none (on every rank)
+            grads.push_back(p.tensor.grad());
+          }
         }
         BLOCKRANK_RETURN_IF_ERROR(hooks.reducer->all_reduce_mean(&grads));
       }
@@ -780,7 +815,7 @@ Status train(const TrainConfig& c,
       // This rank's examples only (rank 0 logs): the mean LM loss over its labels.
       s.lm_loss = lm_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, lm_total));
       s.aux_loss = aux_sum.item<double>() / static_cast<double>(per_rank);
-      s.loss = s.lm_loss + c.aux_weight * s.aux_loss;
+      s.loss = c.lm_weight * s.lm_loss + c.aux_weight * s.aux_loss;
       s.aux_acc = static_cast<double>(aux_correct) / static_cast<double>(per_rank);
       s.lr = lr;
       s.grad_norm = grad_norm;

@@ -77,9 +77,18 @@ struct TrainConfig {
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
   double max_grad_norm = 1.0;
-  double aux_weight = 0.1;    ///< λ (§3.2)
+  double aux_weight = 0.1;  ///< λ (§3.2)
+  /// Weight of the answer-token LM loss; 0 drops it (the forward then stops at the aux layer).
+  double lm_weight = 1.0;
   double temperature = 0.05;  ///< τ (§3.2)
   int64_t aux_layer = -1;     ///< l*; -1: blockrank.json's scoring_layer
+  /// Signal rows per prompt (the last rows of the query block, BLOCKRANK.md §1.6), written into the
+  /// checkpoint's blockrank.json; 0: the model's setting (2 for a new model).
+  int64_t signal_rows = 0;
+  /// Initialisation of a new model (model_config): "random" (HF init) or "lexical"
+  /// (training/lexical_init.h: identity layers below l* and token matching at l*).
+  std::string init = "random";
+  double lexical_match_logit = 8.0;  ///< "lexical": q·k/sqrt(D) of a token with itself
   uint64_t seed = 42;
   std::string device = "cpu";  ///< "cpu", "cuda", "cuda:1"
   std::string dtype;           ///< "float32" | "bfloat16"; default: bf16 on CUDA, fp32 on CPU

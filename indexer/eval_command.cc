@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "blockrank/fusion.h"
 #include "indexer/eval_data.h"
@@ -194,6 +196,7 @@ Status run_eval(const EvalArgs& a, FILE* out) {
   Run run;
   RetrievalRunStats stats;
   RerankedRuns reranked;
+  size_t judged_not_asked = 0;
   if (!a.run.empty()) {
     BLOCKRANK_RETURN_IF_ERROR(read_run(a.run, &run));
   } else {
@@ -206,6 +209,20 @@ Status run_eval(const EvalArgs& a, FILE* out) {
     ro.trec_fields = a.trec_fields;
     std::vector<EvalQuery> queries;
     BLOCKRANK_RETURN_IF_ERROR(read_queries(a.queries, ro, &queries));
+    // Score the queries that were asked: judged queries missing from --queries (a subset file) are
+    // left out of every metric rather than counted as zero (they are with --run, trec_eval -c).
+    std::set<std::string> asked;
+    for (const EvalQuery& q : queries) {
+      asked.insert(a.normalize_ids ? normalize_numeric_id(q.id) : q.id);
+    }
+    for (auto it = qrels.begin(); it != qrels.end();) {
+      if (asked.count(a.normalize_ids ? normalize_numeric_id(it->first) : it->first) == 0) {
+        it = qrels.erase(it);
+        ++judged_not_asked;
+      } else {
+        ++it;
+      }
+    }
     RetrievalRunOptions opts;
     opts.search.bm25_k1 = a.k1;
     opts.search.bm25_b = a.b;
@@ -260,6 +277,7 @@ Status run_eval(const EvalArgs& a, FILE* out) {
                         {"p@1", s.p1}};
     if (!a.db.empty()) {
       j["latency_ms"] = {{"p50", p50}, {"p99", p99}, {"total_s", stats.seconds}};
+      j["judged_queries_not_asked"] = judged_not_asked;
     }
     if (a.per_query) {
       for (const auto& [qid, m] : s.per_query) {
@@ -319,6 +337,10 @@ Status run_eval(const EvalArgs& a, FILE* out) {
       }
     }
     std::fprintf(out, "queries      %d (%d in run)\n", s.queries, s.queries_in_run);
+    if (judged_not_asked > 0) {
+      std::fprintf(out, "             %zu judged queries not in --queries: not scored\n",
+                   judged_not_asked);
+    }
     std::fprintf(out, "nDCG@10      %.4f\n", s.ndcg);
     std::fprintf(out, "MRR@10       %.4f\n", s.mrr);
     std::fprintf(out, "Recall@100   %.4f\n", s.recall);

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,24 @@ TEST_F(CliTest, IndexSearchEvalSampleCorpus) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["ndcg@10"].get<double>(),
                    e["ndcg@10"].get<double>());
+
+  // A subset of the queries scores those queries only: the judged queries not asked are reported,
+  // not averaged in as zeros.
+  {
+    std::ifstream all(testing::source_dir() + "/examples/sample-corpus/queries.tsv");
+    std::ofstream half(dir_.file("half.tsv"));
+    std::string line;
+    for (int i = 0; i < 4 && std::getline(all, line); ++i) {
+      half << line << "\n";
+    }
+  }
+  r = run("eval --json --db " + db + " --queries " + quote(dir_.file("half.tsv")) + " --qrels " +
+          sample("qrels.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json h = nlohmann::json::parse(r.out);
+  EXPECT_EQ(h["queries"], 4);
+  EXPECT_EQ(h["judged_queries_not_asked"], 4);
+  EXPECT_GT(h["ndcg@10"].get<double>(), 0.5);
 
   // Re-indexing replaces by id: still 40 documents, 40 replaced.
   r = run("index -q --db " + db + " " + sample("corpus.jsonl"));

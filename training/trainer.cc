@@ -109,6 +109,7 @@ Status parse_train_config(const std::string& json_text,
   add("max_grad_norm", &c.max_grad_norm);
   add("aux_weight", &c.aux_weight);
   add("lm_weight", &c.lm_weight);
+  add("freeze", &c.freeze);
   add("temperature", &c.temperature);
   add("aux_layer", &c.aux_layer);
   add("signal_rows", &c.signal_rows);
@@ -657,6 +658,20 @@ Status train(const TrainConfig& c,
   sched.warmup_steps = c.warmup_steps >= 0
                            ? c.warmup_steps
                            : static_cast<int64_t>(std::ceil(c.warmup_ratio * total_steps));
+  // Frozen parameters get no gradient, so the optimizer and the clip skip them.
+  for (const std::string& prefix : c.freeze) {
+    int matched = 0;
+    for (const NamedParameter& p : model.parameters()) {
+      if (p.name.compare(0, prefix.size(), prefix) == 0) {
+        p.tensor.set_requires_grad(false);
+        ++matched;
+      }
+    }
+    if (matched == 0) {
+      return Status::invalid_argument("config: 'freeze' entry '" + prefix +
+                                      "' names no parameter (e.g. model.embed_tokens.weight)");
+    }
+  }
   AdamWOptions ao;
   ao.beta1 = c.beta1;
   ao.beta2 = c.beta2;

@@ -80,6 +80,9 @@ struct TrainConfig {
   double aux_weight = 0.1;  ///< λ (§3.2)
   /// Weight of the answer-token LM loss; 0 drops it (the forward then stops at the aux layer).
   double lm_weight = 1.0;
+  /// Parameter-name prefixes kept fixed during training (e.g. "model.embed_tokens." to keep the
+  /// lexical prior's token identities); an entry that names no parameter is an error.
+  std::vector<std::string> freeze;
   double temperature = 0.05;  ///< τ (§3.2)
   int64_t aux_layer = -1;     ///< l*; -1: blockrank.json's scoring_layer
   /// Signal rows per prompt (the last rows of the query block, BLOCKRANK.md §1.6), written into the

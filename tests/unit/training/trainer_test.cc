@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -292,6 +293,41 @@ TEST(TrainerTest, AuxOnlyTrainingLeavesLmWeights) {
     if (p.name == "model.norm.weight")
       EXPECT_TRUE(at::equal(p.tensor, norm_before));
   }
+}
+
+// 'freeze' keeps the named parameters fixed and trains the rest; a prefix that names nothing is an
+// error.
+TEST(TrainerTest, FreezeKeepsParametersFixed) {
+  blockrank::testing::TempDir tmp;
+  TrainConfig c = tiny_config(tmp, "out");
+  c.max_steps = 20;
+  c.freeze = {"model.embed_tokens.", "model.layers.0."};
+  std::unique_ptr<TrainableModel> fresh;
+  ASSERT_OK(create_model(c, &fresh));
+  std::map<std::string, at::Tensor> before;
+  for (const NamedParameter& p : fresh->parameters()) {
+    before[p.name] = p.tensor.clone();
+  }
+  TrainRun r;
+  ASSERT_OK(run(c, "", 0, &r));
+  int frozen = 0, moved = 0;
+  for (const NamedParameter& p : r.model->parameters()) {
+    const bool same = at::equal(p.tensor, before.at(p.name));
+    if (p.name.rfind("model.embed_tokens.", 0) == 0 || p.name.rfind("model.layers.0.", 0) == 0) {
+      EXPECT_TRUE(same) << p.name;
+      ++frozen;
+    } else if (!same) {
+      ++moved;
+    }
+  }
+  EXPECT_GT(frozen, 5);
+  EXPECT_GT(moved, 5);
+  c.freeze = {"model.layer.0."};
+  c.output_dir = tmp.file("out2");
+  TrainRun bad;
+  const Status s = run(c, "", 0, &bad);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("model.layer.0."), std::string::npos) << s.message();
 }
 
 }  // namespace

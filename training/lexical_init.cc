@@ -110,6 +110,41 @@ Status apply_lexical_init(const LexicalInitOptions& o, TrainableModel* model) {
         }
       }
     }
+    if (!o.neutral_tokens.empty()) {
+      at::Tensor embed = find_parameter(*model, "model.embed_tokens.weight");
+      if (!embed.defined()) {
+        return Status::internal("lexical init: no model.embed_tokens.weight");
+      }
+      const int64_t vocab = embed.size(0);
+      if (o.anchor_token < 0 || o.anchor_token >= vocab) {
+        return Status::invalid_argument("lexical init: anchor token " +
+                                        std::to_string(o.anchor_token) + " outside the vocabulary");
+      }
+      at::Tensor e = embed.to(at::kCPU, at::kDouble).clone();  // [V, hidden]
+      // u: a unit direction that no k_proj row at l* reads, so keys never see it.
+      at::Tensor u = at::randn({hd}, gen, f32);
+      at::Tensor kb = std::get<0>(at::linalg_qr(k.t(), "reduced"));  // [hidden, rows] orthonormal
+      u = u - at::matmul(kb, at::matmul(kb.t(), u));
+      u = u / u.norm();
+      k = k - at::outer(at::matmul(k, u), u);  // exact zero along u (up to rounding)
+      // Every embedding loses its u component; the neutral tokens get one as long as the rest of
+      // the embedding, so after RMSNorm u·x̂ = sqrt(hidden / 2) for them and 0 for all others.
+      e = e - at::outer(at::matmul(e, u), u);
+      for (int32_t t : o.neutral_tokens) {
+        if (t < 0 || t >= vocab || t == o.anchor_token) {
+          continue;
+        }
+        e[t].add_(u * e[t].norm());
+      }
+      // q for a neutral row = its (halved) own-token query + scale · q(anchor), with q(anchor)
+      // giving about match_logit against the anchor's key.
+      at::Tensor anchor = e[o.anchor_token];
+      anchor = anchor / anchor.pow(2).mean().sqrt();      // RMSNorm with unit weight
+      const at::Tensor q_anchor = at::matmul(q, anchor);  // [Hq·D]
+      const double u_dot = std::sqrt(static_cast<double>(hd) / 2.0);
+      q = q + at::outer(q_anchor, u) * (o.anchor_logit / o.match_logit / u_dot);
+      embed.copy_(e.to(embed.options()));
+    }
     qw.copy_(q.to(qw.options()));
     kw.copy_(k.to(kw.options()));
   } catch (const c10::Error& e) {

@@ -26,6 +26,7 @@
 #define BLOCKRANK_TRAINING_LEXICAL_INIT_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "blockrank/status.h"
 #include "training/trainable_model.h"
@@ -44,6 +45,16 @@ struct LexicalInitOptions {
   /// Largest residual rotation (radians) a RoPE pair may have over the distance spread to be used.
   double max_phase = 0.35;
   uint64_t seed = 42;
+  /// Optional: token ids whose signal rows should not vote for any document (the query block's
+  /// fixed text). They get a shared direction u in their embeddings (every other embedding has its
+  /// u component removed, and k_proj at l* ignores u), and q_proj at l* maps u onto the query of
+  /// `anchor_token`, a token every document holds once (the document id line's "CONTENT"): such a
+  /// row attends to the documents' anchors and splits its mass evenly, instead of favouring
+  /// documents full of the template's common words. Empty: not done.
+  std::vector<int32_t> neutral_tokens;
+  int32_t anchor_token = -1;
+  /// q·k/sqrt(D) of a neutral row with an anchor. Default: 20.
+  double anchor_logit = 20.0;
 };
 
 /// Rewrites `model`'s weights in place as described above. kInvalidArgument when the layer is out

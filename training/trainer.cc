@@ -23,6 +23,7 @@
 #include "plugin/base/file_util.h"
 #include "ranker/core/model_config.h"
 #include "ranker/core/prompt.h"
+#include "ranker/tokenizer/tokenizer.h"
 #include "training/distributed/distributed.h"
 #include "training/lexical_init.h"
 #include "training/loss.h"
@@ -115,6 +116,8 @@ Status parse_train_config(const std::string& json_text,
   add("signal_rows", &c.signal_rows);
   add("init", &c.init);
   add("lexical_match_logit", &c.lexical_match_logit);
+  add("lexical_neutral_template", &c.lexical_neutral_template);
+  add("lexical_anchor_text", &c.lexical_anchor_text);
   add("seed", &c.seed);
   add("device", &c.device);
   add("dtype", &c.dtype);
@@ -317,6 +320,31 @@ std::unique_ptr<ExampleSource> synthetic_source(const TrainConfig& c,
 // Model
 // ---------------------------------------------------------------------------------------------------------
 
+// The query block's fixed-text tokens (empty query) and the anchor token, for the lexical init.
+Status neutral_template_tokens(const TrainConfig& c, LexicalInitOptions* lo) {
+  std::unique_ptr<Tokenizer> tok;
+  BLOCKRANK_RETURN_IF_ERROR(Tokenizer::load(c.tokenizer.empty() ? c.model_dir : c.tokenizer, &tok));
+  BLOCKRANK_ASSIGN_OR_RETURN(PromptTemplate tmpl, parse_prompt_template(c.prompt_template));
+  const PromptPieces pieces = render_prompt_pieces(tmpl, "", {});
+  std::vector<int32_t> ids, more;
+  BLOCKRANK_RETURN_IF_ERROR(tok->encode(pieces.query_prompt, &ids));
+  BLOCKRANK_RETURN_IF_ERROR(tok->encode(pieces.completion, &more));
+  ids.insert(ids.end(), more.begin(), more.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<int32_t> pipe, anchor;
+  BLOCKRANK_RETURN_IF_ERROR(tok->encode("|", &pipe));
+  BLOCKRANK_RETURN_IF_ERROR(tok->encode("| " + c.lexical_anchor_text, &anchor));
+  if (anchor.size() <= pipe.size()) {
+    return Status::invalid_argument("config: 'lexical_anchor_text' \"" + c.lexical_anchor_text +
+                                    "\" encodes to no token after \"| \"");
+  }
+  lo->anchor_token = anchor[pipe.size()];
+  ids.erase(std::remove(ids.begin(), ids.end(), lo->anchor_token), ids.end());
+  lo->neutral_tokens = std::move(ids);
+  return Status::ok();
+}
+
 Status create_model(const TrainConfig& c, std::unique_ptr<TrainableModel>* out) {
   ModelOptions mo;
   mo.device = config_device(c);
@@ -358,6 +386,9 @@ Status create_model(const TrainConfig& c, std::unique_ptr<TrainableModel>* out) 
     lo.query_position_offset = s.query_position_offset;
     lo.match_logit = c.lexical_match_logit;
     lo.seed = c.seed;
+    if (c.lexical_neutral_template) {
+      BLOCKRANK_RETURN_IF_ERROR(neutral_template_tokens(c, &lo));
+    }
     BLOCKRANK_RETURN_IF_ERROR(apply_lexical_init(lo, out->get()));
   }
   return Status::ok();

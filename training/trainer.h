@@ -92,6 +92,11 @@ struct TrainConfig {
   /// (training/lexical_init.h: identity layers below l* and token matching at l*).
   std::string init = "random";
   double lexical_match_logit = 8.0;  ///< "lexical": q·k/sqrt(D) of a token with itself
+  /// "lexical": make the signal rows of the query block's fixed text neutral (LexicalInitOptions::
+  /// neutral_tokens), anchored on the first token of `lexical_anchor_text` as it follows "| " in
+  /// a document's id line (Mistral template: "ID: k | CONTENT: ...").
+  bool lexical_neutral_template = false;
+  std::string lexical_anchor_text = "CONTENT";
   uint64_t seed = 42;
   std::string device = "cpu";  ///< "cpu", "cuda", "cuda:1"
   std::string dtype;           ///< "float32" | "bfloat16"; default: bf16 on CUDA, fp32 on CPU

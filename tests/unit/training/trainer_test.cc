@@ -10,6 +10,7 @@
 #include "training/trainer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "ranker/core/model.h"
+#include "ranker/core/model_config.h"
 #include "test_util.h"
 #include "training/lexical_init.h"
 #include "training/loss.h"
@@ -262,6 +264,71 @@ TEST(TrainerTest, LexicalInitRanksBeforeTraining) {
   lo.layer = 1;
   lo.block_length = 1 << 20;  // no RoPE pair is slow enough over a million positions
   EXPECT_NE(apply_lexical_init(lo, m.get()).message().find("rope_theta"), std::string::npos);
+}
+
+// The neutral-template part of the lexical init, checked on the weights: with RoPE applied at a
+// query-row and a document position of the BlockRank layout, a token's signal row matches the same
+// token's key at about match_logit, a neutral token's row goes to the anchor at about anchor_logit
+// (above its own-token match), and an ordinary token's row does not see the anchor.
+TEST(TrainerTest, LexicalInitNeutralRowsGoToTheAnchor) {
+  const std::string cfg = R"({"model_type": "llama", "vocab_size": 64, "hidden_size": 128,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "rope_theta": 1000000.0, "tie_word_embeddings": true})";
+  auto config = parse_model_config(cfg, "config.json");
+  ASSERT_TRUE(config.is_ok());
+  BlockRankSettings settings;
+  settings.scoring_layer = 1;
+  std::unique_ptr<TrainableModel> m;
+  ASSERT_OK(TrainableModel::create_random(*config, cfg, settings, ModelOptions{}, 3, &m));
+  LexicalInitOptions lo;
+  lo.layer = 1;
+  lo.block_length = 16;
+  lo.neutral_tokens = {10, 11, 12};
+  lo.anchor_token = 20;
+  ASSERT_OK(apply_lexical_init(lo, m.get()));
+  at::Tensor embed, qw, kw;
+  for (const NamedParameter& p : m->parameters()) {
+    if (p.name == "model.embed_tokens.weight")
+      embed = p.tensor.to(at::kDouble);
+    if (p.name == "model.layers.1.self_attn.q_proj.weight")
+      qw = p.tensor.to(at::kDouble);
+    if (p.name == "model.layers.1.self_attn.k_proj.weight")
+      kw = p.tensor.to(at::kDouble);
+  }
+  const int64_t d = 64;
+  auto rope = [&](at::Tensor x, double pos) {  // HF rotate_half RoPE of one head vector
+    std::vector<double> c(d), s(d);
+    for (int64_t i = 0; i < d / 2; ++i) {
+      const double a = pos / std::pow(1e6, 2.0 * i / d);
+      c[i] = c[i + d / 2] = std::cos(a);
+      s[i] = s[i + d / 2] = std::sin(a);
+    }
+    at::Tensor rot = at::cat({-x.narrow(0, d / 2, d / 2), x.narrow(0, 0, d / 2)});
+    return x * at::tensor(c, at::kDouble) + rot * at::tensor(s, at::kDouble);
+  };
+  auto norm = [&](int t) { return embed[t] / embed[t].pow(2).mean().sqrt(); };
+  auto logit = [&](int query_token, int key_token) {
+    at::Tensor q = rope(at::matmul(qw, norm(query_token)).narrow(0, 0, d), 16384 + 8);
+    at::Tensor k = rope(at::matmul(kw, norm(key_token)), 16 + 5);
+    return (q * k).sum().item<double>() / 8.0;
+  };
+  for (int t : {30, 41, 52}) {
+    EXPECT_GT(logit(t, t), 4.0) << t;             // own token: about match_logit 8
+    EXPECT_LT(std::abs(logit(t, 20)), 4.0) << t;  // the anchor is just another token
+  }
+  // Over many ordinary tokens the anchor logit is the plain token-mismatch noise (sd about
+  // match_logit / sqrt(2 * slow pairs) = 8 / sqrt(2 * 22) = 1.2): their embeddings carry no u.
+  double sq = 0;
+  for (int t = 21; t < 64; ++t) {
+    sq += logit(t, 20) * logit(t, 20);
+  }
+  const double rms = std::sqrt(sq / 43);
+  std::printf("ordinary rows vs the anchor: rms logit %.2f\n", rms);
+  EXPECT_LT(rms, 2.0);
+  for (int n : {10, 11, 12}) {
+    EXPECT_GT(logit(n, 20), 12.0) << n;  // about anchor_logit 20
+    EXPECT_GT(logit(n, 20), logit(n, n) + 6.0) << n;
+  }
 }
 
 // lm_weight 0 trains the aux loss alone: the LM-only weights (final norm, untied LM head) get no

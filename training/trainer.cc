@@ -321,7 +321,7 @@ std::unique_ptr<ExampleSource> synthetic_source(const TrainConfig& c,
 // ---------------------------------------------------------------------------------------------------------
 
 // The query block's fixed-text tokens (empty query) and the anchor token, for the lexical init.
-Status neutral_template_tokens(const TrainConfig& c, LexicalInitOptions* lo) {
+static Status neutral_template_tokens(const TrainConfig& c, LexicalInitOptions* lo) {
   std::unique_ptr<Tokenizer> tok;
   BLOCKRANK_RETURN_IF_ERROR(Tokenizer::load(c.tokenizer.empty() ? c.model_dir : c.tokenizer, &tok));
   BLOCKRANK_ASSIGN_OR_RETURN(PromptTemplate tmpl, parse_prompt_template(c.prompt_template));

@@ -355,10 +355,12 @@ TEST(TrainerTest, AuxOnlyTrainingLeavesLmWeights) {
   EXPECT_EQ(r.steps.back().lm_loss, 0.0);
   EXPECT_GT(r.evals[0].p1, 0.8);
   for (const NamedParameter& p : r.model->parameters()) {
-    if (p.name == "lm_head.weight")
+    if (p.name == "lm_head.weight") {
       EXPECT_TRUE(at::equal(p.tensor, head_before));
-    if (p.name == "model.norm.weight")
+    }
+    if (p.name == "model.norm.weight") {
       EXPECT_TRUE(at::equal(p.tensor, norm_before));
+    }
   }
 }
 

@@ -24,12 +24,6 @@
 namespace blockrank::training {
 namespace {
 
-std::vector<int32_t> encode(const Tokenizer& t, const std::string& text) {
-  std::vector<int32_t> ids;
-  EXPECT_OK(t.encode(text, &ids));
-  return ids;
-}
-
 // An example with `num_docs` documents d0..d{n-1}; `positives` are their indices.
 RawExample make_example(int num_docs, const std::vector<int>& positives) {
   RawExample ex;

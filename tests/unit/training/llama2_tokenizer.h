@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -25,6 +26,13 @@ inline std::unique_ptr<Tokenizer> llama2_tokenizer() {
   std::unique_ptr<Tokenizer> t;
   EXPECT_OK(Tokenizer::load(path, &t));
   return t;
+}
+
+/// `text` encoded by `t` (a failure is a test failure).
+inline std::vector<int32_t> encode(const Tokenizer& t, const std::string& text) {
+  std::vector<int32_t> ids;
+  EXPECT_OK(t.encode(text, &ids));
+  return ids;
 }
 
 }  // namespace blockrank::training

@@ -21,12 +21,6 @@
 namespace blockrank::training {
 namespace {
 
-std::vector<int32_t> encode(const Tokenizer& t, const std::string& text) {
-  std::vector<int32_t> ids;
-  EXPECT_OK(t.encode(text, &ids));
-  return ids;
-}
-
 TEST(PretrainTest, ChunksAreTheDocumentStreamWithEosSeparators) {
   std::unique_ptr<Tokenizer> tok = llama2_tokenizer();
   if (tok == nullptr) {

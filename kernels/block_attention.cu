@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // Ragged BlockRank attention forward; see block_attention.cuh for the semantics and the work list.
 //
-// One CTA = 4 warps = one work item (<= 64 rows of one block) for one query head. Each warp owns 16
-// rows and runs FlashAttention-2's register scheme on mma.sync m16n8k16 (bf16 in, fp32 accumulate):
-// S = Q Kᵀ for a 64-key tile, online softmax in base 2 on the accumulator fragments, and the
-// probabilities re-packed as the A operand of O += P V without a trip through shared memory. K/V
-// tiles are staged in shared memory by cp.async (16 bytes per copy), double buffered: the next
-// tile's copies are in flight while the current one is computed, so a work item (2-3 tiles for a
-// 128-token document) no longer waits for every load in turn. Keys past the item's range are
-// zero-filled (cp.async with source size 0), so masked probabilities (exactly 0) never meet
-// uninitialised values. No wgmma: attention is a small share of the rerank FLOPs (ANCHORS.md §5).
+// One CTA = 4 warps = one work item (<= 64 rows of one block) for one query head or for every
+// query head of one KV group in turn. Each warp owns 16 rows and runs FlashAttention-2's register
+// scheme on mma.sync m16n8k16 (bf16 in, fp32 accumulate): S = Q Kᵀ for a 64-key tile, online
+// softmax in base 2 on the accumulator fragments, and the probabilities re-packed as the A operand
+// of O += P V without a trip through shared memory. K/V tiles are staged in shared memory by
+// cp.async (16 bytes per copy) in a ring of three slots and read into the B fragments with ldmatrix
+// (.trans for V). An item of at most three tiles (a 128-token document's rows: 2-3 tiles) loads its
+// K/V once for the whole GQA group; longer items stream their tiles two ahead. Keys past the
+// item's range are zero-filled (cp.async with source size 0), so masked probabilities (exactly 0)
+// never meet uninitialised values. No wgmma: attention is a small share of the rerank FLOPs
+// (ANCHORS.md §5).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -28,15 +30,11 @@ constexpr int kTileKeys = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kAttentionTileRows == kWarps * 16, "each warp owns 16 rows of a tile");
+static_assert(kAttentionResidentTiles == 3, "the ring's prefetch depth (2) assumes 3 slots");
 
 __device__ __forceinline__ uint32_t pack_floats(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<uint32_t*>(&v);
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi) {
-  return static_cast<uint32_t>(__bfloat16_as_ushort(lo)) |
-         (static_cast<uint32_t>(__bfloat16_as_ushort(hi)) << 16);
 }
 
 __device__ __forceinline__ uint32_t load_u32(const __nv_bfloat16* p) {
@@ -58,6 +56,22 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 bf16 matrices from shared memory; lane i supplies the address of row i % 8 of matrix
+// i / 8, and receives element [lane / 4][2 (lane % 4) .. +1] of each (with .trans: element
+// [2 (lane % 4) .. +1][lane / 4], i.e. the matrix transposed), low half first.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 // 16-byte global -> shared copy that bypasses the registers (sm80+). src_bytes 0 writes 16 zero
 // bytes and reads nothing (the source must still be a valid address expression).
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
@@ -72,65 +86,87 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+// Waits until at most n (0..2) of this thread's commit groups are still in flight.
+__device__ __forceinline__ void cp_async_wait_dynamic(int n) {
+  if (n >= 2) {
+    cp_async_wait<2>();
+  } else if (n == 1) {
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+}
 
 template <int D>
 __host__ __device__ constexpr int tile_ld() {
-  return D + 8;  // +16 bytes per row: the 8 rows a fragment load touches hit 8 banks
+  return D + 8;  // +16 bytes per row: the 8 rows an ldmatrix touches hit 8 different bank groups
 }
 
-/// Dynamic shared memory of one CTA: two stages of a K and a V tile.
+/// Dynamic shared memory of one CTA: kAttentionResidentTiles slots of a K and a V tile.
 template <int D>
 constexpr size_t attention_smem_bytes() {
-  return size_t{2} * 2 * kTileKeys * tile_ld<D>() * sizeof(__nv_bfloat16);
+  return size_t{kAttentionResidentTiles} * 2 * kTileKeys * tile_ld<D>() * sizeof(__nv_bfloat16);
 }
 
+// CTAs per SM the launch bounds ask for: shared memory allows 2 at D = 128 (104 KB each); at D = 64
+// (55 KB) 4 would fit but cap the registers at 128 and spill, so 3 (168 registers).
 template <int D>
-__global__ void __launch_bounds__(kThreads, 3)
+constexpr int attention_min_blocks() {
+  return D == 128 ? 2 : 3;
+}
+
+// One CTA = 4 warps = one work item for `hpc` query heads of one KV group, one head after the
+// other (grid: the first num_streamed_items items x Hq heads one at a time, then the remaining
+// items x Hkv groups of Hq / Hkv heads). The item's K/V tiles go through a ring of
+// kAttentionResidentTiles shared-memory slots: an item of at most that many tiles loads them once
+// and every head of the group reuses them (the GQA saving: K/V read once per KV head, not once per
+// query head); a longer item streams its tiles through the ring for each head, two tiles ahead.
+template <int D>
+__global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
     blockrank_attention_kernel(const BlockAttentionParams p) {
   constexpr int kLd = tile_ld<D>();
   constexpr int kChunks = D / 8;
-  constexpr int kStage = 2 * kTileKeys * kLd;  // one K tile + one V tile
+  constexpr int kSlot = 2 * kTileKeys * kLd;  // one K tile + one V tile
+  constexpr int kRing = kAttentionResidentTiles;
   extern __shared__ __align__(16) __nv_bfloat16 smem[];
 
-  const AttentionWorkItem it = p.items[blockIdx.x];
-  const int head = blockIdx.y;
-  const int kv_head = head / (p.num_heads / p.num_kv_heads);
+  const int group = p.num_heads / p.num_kv_heads;
+  const int streamed_ctas = p.num_streamed_items * p.num_heads;
+  int item, head_begin, hpc;
+  if (static_cast<int>(blockIdx.x) < streamed_ctas) {
+    item = blockIdx.x / p.num_heads;
+    head_begin = blockIdx.x % p.num_heads;
+    hpc = 1;
+  } else {
+    const int b = blockIdx.x - streamed_ctas;
+    item = p.num_streamed_items + b / p.num_kv_heads;
+    head_begin = (b % p.num_kv_heads) * group;
+    hpc = group;
+  }
+  const AttentionWorkItem it = p.items[item];
+  const int kv_head = head_begin / group;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t4 = lane & 3;
   const int row0 = it.row_begin + warp * 16 + g;
   const int row1 = row0 + 8;
   const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
+  // A warp whose 16 rows are all past the item (a short block's tile) only helps with the copies.
+  const bool active = it.row_begin + warp * 16 < it.row_end;
 
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const auto* v = static_cast<const __nv_bfloat16*>(p.v);
-  const __nv_bfloat16* q0 = q + row0 * p.q_row_stride + head * p.q_head_stride;
-  const __nv_bfloat16* q1 = q + row1 * p.q_row_stride + head * p.q_head_stride;
-
-  uint32_t qa[D / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < D / 16; ++ks) {
-    const int c = ks * 16 + t4 * 2;
-    qa[ks][0] = valid0 ? load_u32(q0 + c) : 0u;
-    qa[ks][1] = valid1 ? load_u32(q1 + c) : 0u;
-    qa[ks][2] = valid0 ? load_u32(q0 + c + 8) : 0u;
-    qa[ks][3] = valid1 ? load_u32(q1 + c + 8) : 0u;
-  }
-
-  float o[D / 8][4];
-#pragma unroll
-  for (int dt = 0; dt < D / 8; ++dt) {
-    o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-  }
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float scale_log2 = p.scale * kLog2e;
+  const int num_tiles = (it.key_end - it.key_begin + kTileKeys - 1) / kTileKeys;
+  const bool resident = num_tiles <= kRing;
 
-  // Issues the copies of the tile starting at key kt into stage `stage` (one commit group).
-  auto load_tile = [&](int kt, int stage) {
-    __nv_bfloat16* kd = smem + stage * kStage;
+  // Issues the copies of tile `i` (keys key_begin + 64 i ...) into slot i % kRing (one group).
+  auto load_tile = [&](int i) {
+    __nv_bfloat16* kd = smem + (i % kRing) * kSlot;
     __nv_bfloat16* vd = kd + kTileKeys * kLd;
-    for (int i = threadIdx.x; i < kTileKeys * kChunks; i += kThreads) {
-      const int r = i / kChunks, c = (i % kChunks) * 8;
+    const int kt = it.key_begin + i * kTileKeys;
+    for (int j = threadIdx.x; j < kTileKeys * kChunks; j += kThreads) {
+      const int r = j / kChunks, c = (j % kChunks) * 8;
       const int vk = kt + r;
       const bool in = vk < it.key_end;
       const int64_t tok = !in ? 0 : vk < it.a_end ? vk : it.b_start + (vk - it.a_end);
@@ -142,139 +178,200 @@ __global__ void __launch_bounds__(kThreads, 3)
     cp_async_commit();
   };
 
-  if (it.key_begin < it.key_end) {
-    load_tile(it.key_begin, 0);
+  if (resident) {
+    for (int i = 0; i < num_tiles; ++i) {
+      load_tile(i);
+    }
   }
-  int stage = 0;
-  for (int kt = it.key_begin; kt < it.key_end; kt += kTileKeys, stage ^= 1) {
-    // Stage `stage ^ 1` was last read in the previous iteration, which ended with a barrier.
-    if (kt + kTileKeys < it.key_end) {
-      load_tile(kt + kTileKeys, stage ^ 1);
-      cp_async_wait<1>();  // this tile's group is complete; the next one may still be in flight
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // every thread's copies of this tile are visible
-    const __nv_bfloat16* k_tile = smem + stage * kStage;
-    const __nv_bfloat16* v_tile = k_tile + kTileKeys * kLd;
+  // ldmatrix row addresses of this lane within a tile: K (keys x dims, not transposed) and V
+  // (keys x dims, transposed into the B operand of P V).
+  const int mat = lane >> 3, mrow = lane & 7;
+  const int k_off = ((mat >> 1) * 8 + mrow) * kLd + (mat & 1) * 8;  // + nt*8*kLd + ks*16
+  const int v_off = ((mat & 1) * 8 + mrow) * kLd + (mat >> 1) * 8;  // + kk*16*kLd + dt*8
 
-    float s[8][4];
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-    }
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const __nv_bfloat16* kp = k_tile + (nt * 8 + g) * kLd + ks * 16 + t4 * 2;
-        mma_bf16(s[nt], qa[ks], load_u32(kp), load_u32(kp + 8));
+  for (int hh = 0; hh < hpc; ++hh) {
+    const int head = head_begin + hh;
+    if (!resident) {
+      load_tile(0);
+      if (num_tiles > 1) {
+        load_tile(1);
       }
     }
+    uint32_t qa[D / 16][4];
+    {
+      const __nv_bfloat16* q0 = q + row0 * p.q_row_stride + head * p.q_head_stride;
+      const __nv_bfloat16* q1 = q + row1 * p.q_row_stride + head * p.q_head_stride;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        const int c = ks * 16 + t4 * 2;
+        qa[ks][0] = valid0 ? load_u32(q0 + c) : 0u;
+        qa[ks][1] = valid1 ? load_u32(q1 + c) : 0u;
+        qa[ks][2] = valid0 ? load_u32(q0 + c + 8) : 0u;
+        qa[ks][3] = valid1 ? load_u32(q1 + c + 8) : 0u;
+      }
+    }
+    float o[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+    }
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
-    // Mask (outside the item's keys, causal part past the row, rows past the tile) and scale.
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+    for (int i = 0; i < num_tiles; ++i) {
+      if (resident) {
+        if (hh == 0) {
+          cp_async_wait_dynamic(num_tiles - 1 - i);  // tiles 0..i have landed (this thread's)
+          __syncthreads();                           // ... and every other thread's
+        }
+      } else {
+        // Slot (i + 2) % 3 was last read in iteration i - 1, which ended with a barrier.
+        if (i + 2 < num_tiles) {
+          load_tile(i + 2);
+        }
+        cp_async_wait_dynamic(min(2, num_tiles - 1 - i));
+        __syncthreads();
+      }
+      if (active) {
+        const __nv_bfloat16* k_tile = smem + (i % kRing) * kSlot;
+        const __nv_bfloat16* v_tile = k_tile + kTileKeys * kLd;
+        const int kt = it.key_begin + i * kTileKeys;
+
+        float s[8][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < 8; ++nt) {
+          s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int vk = kt + nt * 8 + t4 * 2 + (e & 1);
-        const int row = e < 2 ? row0 : row1;
-        const bool ok = (e < 2 ? valid0 : valid1) && vk < it.key_end &&
-                        (vk < it.a_end || it.b_start + (vk - it.a_end) <= row);
-        const float x = ok ? s[nt][e] * scale_log2 : -INFINITY;
-        s[nt][e] = x;
-        if (e < 2) {
-          mx0 = fmaxf(mx0, x);
-        } else {
-          mx1 = fmaxf(mx1, x);
+        for (int ks = 0; ks < D / 16; ++ks) {
+#pragma unroll
+          for (int np = 0; np < 4; ++np) {  // key tiles 2 np and 2 np + 1
+            uint32_t b[4];
+            ldmatrix_x4(b, k_tile + k_off + np * 16 * kLd + ks * 16);
+            mma_bf16(s[2 * np], qa[ks], b[0], b[1]);
+            mma_bf16(s[2 * np + 1], qa[ks], b[2], b[3]);
+          }
+        }
+
+        // Mask (outside the item's keys, causal part past the row, rows past the item) and
+        // scale. A tile whose every key is visible to the item's first row needs no mask: rows
+        // past the item have zero Q, finite scores, and are never written.
+        const bool full = kt + kTileKeys <= it.key_end &&
+                          (kt + kTileKeys <= it.a_end ||
+                           it.b_start + (kt + kTileKeys - 1 - it.a_end) <= it.row_begin);
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float x = s[nt][e] * scale_log2;
+            if (!full) {
+              const int vk = kt + nt * 8 + t4 * 2 + (e & 1);
+              const int row = e < 2 ? row0 : row1;
+              const bool ok = (e < 2 ? valid0 : valid1) && vk < it.key_end &&
+                              (vk < it.a_end || it.b_start + (vk - it.a_end) <= row);
+              x = ok ? x : -INFINITY;
+            }
+            s[nt][e] = x;
+            if (e < 2) {
+              mx0 = fmaxf(mx0, x);
+            } else {
+              mx1 = fmaxf(mx1, x);
+            }
+          }
+        }
+        // A row's 64 columns are spread over the 4 lanes of its quad.
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
+        // A row that has seen nothing keeps max -inf; subtracting 0 instead keeps exp2 at 0.
+        const float base0 = new0 == -INFINITY ? 0.f : new0;
+        const float base1 = new1 == -INFINITY ? 0.f : new1;
+        const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+        m0 = new0;
+        m1 = new1;
+        float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          s[nt][0] = exp2f(s[nt][0] - base0);
+          s[nt][1] = exp2f(s[nt][1] - base0);
+          s[nt][2] = exp2f(s[nt][2] - base1);
+          s[nt][3] = exp2f(s[nt][3] - base1);
+          sum0 += s[nt][0] + s[nt][1];
+          sum1 += s[nt][2] + s[nt][3];
+        }
+        l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
+        l1 = l1 * alpha1 + sum1;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][0] *= alpha0;
+          o[dt][1] *= alpha0;
+          o[dt][2] *= alpha1;
+          o[dt][3] *= alpha1;
+        }
+        // O += P V: two adjacent 8-key accumulator tiles form one 16-key A fragment.
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint32_t a[4] = {pack_floats(s[2 * kk][0], s[2 * kk][1]),
+                                 pack_floats(s[2 * kk][2], s[2 * kk][3]),
+                                 pack_floats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                 pack_floats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+          for (int dp = 0; dp < D / 16; ++dp) {  // head-dim tiles 2 dp and 2 dp + 1
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, v_tile + v_off + kk * 16 * kLd + dp * 16);
+            mma_bf16(o[2 * dp], a, b[0], b[1]);
+            mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+          }
         }
       }
+      if (!resident) {
+        __syncthreads();  // every warp is done with this slot before it is refilled
+      }
     }
-    // A row's 64 columns are spread over the 4 lanes of its quad.
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
-    // A row that has seen nothing keeps max -inf; subtracting 0 instead keeps exp2 at 0, not NaN.
-    const float base0 = new0 == -INFINITY ? 0.f : new0;
-    const float base1 = new1 == -INFINITY ? 0.f : new1;
-    const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
-    m0 = new0;
-    m1 = new1;
-    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - base0);
-      s[nt][1] = exp2f(s[nt][1] - base0);
-      s[nt][2] = exp2f(s[nt][2] - base1);
-      s[nt][3] = exp2f(s[nt][3] - base1);
-      sum0 += s[nt][0] + s[nt][1];
-      sum1 += s[nt][2] + s[nt][3];
+
+    if (!active) {
+      continue;
     }
-    l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
-    l1 = l1 * alpha1 + sum1;
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= alpha0;
-      o[dt][1] *= alpha0;
-      o[dt][2] *= alpha1;
-      o[dt][3] *= alpha1;
-    }
-    // O += P V: two adjacent 8-key accumulator tiles form one 16-key A fragment.
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t a[4] = {pack_floats(s[2 * kk][0], s[2 * kk][1]),
-                             pack_floats(s[2 * kk][2], s[2 * kk][3]),
-                             pack_floats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack_floats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+
+    if (it.partial < 0) {
+      const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
+      const float inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+      auto* out = static_cast<__nv_bfloat16*>(p.out);
+      __nv_bfloat16* out0 = out + row0 * p.out_row_stride + head * p.out_head_stride;
+      __nv_bfloat16* out1 = out + row1 * p.out_row_stride + head * p.out_head_stride;
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
-        const __nv_bfloat16* vp = v_tile + (kk * 16 + t4 * 2) * kLd + dt * 8 + g;
-        mma_bf16(o[dt], a, pack_bf16(vp[0], vp[kLd]), pack_bf16(vp[8 * kLd], vp[9 * kLd]));
+        const int c = dt * 8 + t4 * 2;
+        if (valid0) {
+          *reinterpret_cast<uint32_t*>(out0 + c) = pack_floats(o[dt][0] * inv0, o[dt][1] * inv0);
+        }
+        if (valid1) {
+          *reinterpret_cast<uint32_t*>(out1 + c) = pack_floats(o[dt][2] * inv1, o[dt][3] * inv1);
+        }
       }
-    }
-    __syncthreads();  // every warp is done with this stage before it is refilled
-  }
-
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-
-  if (it.partial < 0) {
-    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
-    const float inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-    auto* out = static_cast<__nv_bfloat16*>(p.out);
-    __nv_bfloat16* out0 = out + row0 * p.out_row_stride + head * p.out_head_stride;
-    __nv_bfloat16* out1 = out + row1 * p.out_row_stride + head * p.out_head_stride;
+    } else {
+      const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
+      float* po = p.partial_out + slot * kAttentionTileRows * D;
+      float* pml = p.partial_ml + slot * kAttentionTileRows * 2;
+      const int r0 = warp * 16 + g, r1 = r0 + 8;
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      const int c = dt * 8 + t4 * 2;
-      if (valid0) {
-        *reinterpret_cast<uint32_t*>(out0 + c) = pack_floats(o[dt][0] * inv0, o[dt][1] * inv0);
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const int c = dt * 8 + t4 * 2;
+        *reinterpret_cast<float2*>(po + r0 * D + c) = make_float2(o[dt][0], o[dt][1]);
+        *reinterpret_cast<float2*>(po + r1 * D + c) = make_float2(o[dt][2], o[dt][3]);
       }
-      if (valid1) {
-        *reinterpret_cast<uint32_t*>(out1 + c) = pack_floats(o[dt][2] * inv1, o[dt][3] * inv1);
+      if (t4 == 0) {
+        pml[r0 * 2] = m0;
+        pml[r0 * 2 + 1] = l0;
+        pml[r1 * 2] = m1;
+        pml[r1 * 2 + 1] = l1;
       }
-    }
-  } else {
-    const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
-    float* po = p.partial_out + slot * kAttentionTileRows * D;
-    float* pml = p.partial_ml + slot * kAttentionTileRows * 2;
-    const int r0 = warp * 16 + g, r1 = r0 + 8;
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      const int c = dt * 8 + t4 * 2;
-      *reinterpret_cast<float2*>(po + r0 * D + c) = make_float2(o[dt][0], o[dt][1]);
-      *reinterpret_cast<float2*>(po + r1 * D + c) = make_float2(o[dt][2], o[dt][3]);
-    }
-    if (t4 == 0) {
-      pml[r0 * 2] = m0;
-      pml[r0 * 2 + 1] = l0;
-      pml[r1 * 2] = m1;
-      pml[r1 * 2 + 1] = l1;
     }
   }
 }
@@ -324,9 +421,9 @@ cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) {
     return err;
   }
-  blockrank_attention_kernel<D>
-      <<<dim3(static_cast<unsigned>(p.num_items), static_cast<unsigned>(p.num_heads)), kThreads,
-         smem, stream>>>(p);
+  const int64_t ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_heads +
+                       static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
+  blockrank_attention_kernel<D><<<static_cast<unsigned>(ctas), kThreads, smem, stream>>>(p);
   err = cudaGetLastError();
   if (err != cudaSuccess || p.num_combine == 0) {
     return err;
@@ -403,9 +500,18 @@ int64_t build_attention_work(const int64_t* block_lengths,
   return n_items;
 }
 
+int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items) {
+  const auto streamed = [](const AttentionWorkItem& it) {
+    return it.key_end - it.key_begin > kAttentionResidentTiles * kTileKeys;
+  };
+  std::stable_partition(items, items + num_items, streamed);
+  return std::count_if(items, items + num_items, streamed);
+}
+
 cudaError_t block_attention_forward(const BlockAttentionParams& p, cudaStream_t stream) {
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0 ||
-      p.num_items < 0 || p.num_combine < 0 || p.num_heads > 65535) {
+      p.num_items < 0 || p.num_combine < 0 || p.num_heads > 65535 || p.num_streamed_items < 0 ||
+      p.num_streamed_items > p.num_items) {
     return cudaErrorInvalidValue;
   }
   if (p.num_combine > 0 && (p.partial_out == nullptr || p.partial_ml == nullptr)) {

@@ -26,6 +26,9 @@ namespace kernels {
 
 /// Rows per tile (one CTA of 4 warps, 16 rows each).
 constexpr int kAttentionTileRows = 64;
+/// Key tiles (64 keys each) an item may span and still keep all of its K/V in shared memory while
+/// one CTA runs every query head of its KV group over them.
+constexpr int kAttentionResidentTiles = 3;
 
 /// One unit of work: rows [row_begin, row_end) of one block (at most kAttentionTileRows rows),
 /// against the "virtual" keys [key_begin, key_end) of the row set's visible list, where virtual key
@@ -65,6 +68,11 @@ int64_t build_attention_work(const int64_t* block_lengths,
                              int64_t* num_combine,
                              int64_t* num_partials);
 
+/// Moves the items whose key range spans more than kAttentionResidentTiles tiles (the query
+/// block's split-K items, long documents) to the front, keeping the order within both parts, and
+/// returns their count: the value for BlockAttentionParams::num_streamed_items.
+int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items);
+
 struct BlockAttentionParams {
   const void*
       q;  ///< bf16 [T, Hq, D]; element (t, h, d) at q + t*q_row_stride + h*q_head_stride + d
@@ -82,6 +90,10 @@ struct BlockAttentionParams {
   float scale;                     ///< usually 1/sqrt(head_dim)
   const AttentionWorkItem* items;  ///< device, num_items
   int32_t num_items;
+  /// Items [0, num_streamed_items) run one CTA per query head (long key ranges: more CTAs, less
+  /// serial work each); the rest one CTA per KV head, every query head of the group over K/V
+  /// tiles loaded once. Any value in [0, num_items] gives the same result; only the speed differs.
+  int32_t num_streamed_items;
   const AttentionCombineItem* combine;  ///< device, num_combine
   int32_t num_combine;
   float* partial_out;  ///< device fp32 [num_partials, Hq, 64, D] (null when num_partials == 0)

@@ -155,6 +155,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
     int32_t* packed_offsets = base + kept_items * 8 + kept_combine * 4;
     offsets = packed_offsets;
   }
+  // Long items first (one CTA per query head), the rest grouped per KV head; see the kernel.
+  const int64_t streamed = kernels::partition_streamed_items(items, kept_items);
   offsets[0] = 0;
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
@@ -164,6 +166,7 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   plan->combine = dev.narrow(0, kept_items * 8, kept_combine * 4);
   plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);
   plan->num_items = kept_items;
+  plan->num_streamed_items = streamed;
   plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
   plan->num_tokens = total;
@@ -224,6 +227,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   p.items = reinterpret_cast<const kernels::AttentionWorkItem*>(plan.items.data_ptr<int32_t>());
   p.num_items = static_cast<int32_t>(plan.num_items);
+  p.num_streamed_items = static_cast<int32_t>(plan.num_streamed_items);
   p.combine =
       reinterpret_cast<const kernels::AttentionCombineItem*>(plan.combine.data_ptr<int32_t>());
   p.num_combine = static_cast<int32_t>(plan.num_combine);

@@ -29,6 +29,7 @@ struct CudaBlockPlan {
   at::Tensor combine;      ///< int32 [num_combine, 4] (kernels::AttentionCombineItem)
   at::Tensor doc_offsets;  ///< int32 [N + 1], relative to the first document token
   int64_t num_items = 0;
+  int64_t num_streamed_items = 0;  ///< items[0, this) run per query head (see the kernel)
   int64_t num_combine = 0;
   int64_t num_partials = 0;
   int64_t num_tokens = 0;

@@ -670,11 +670,11 @@ bool Model::Impl::fused_layers_usable() const {
 // Runs layers [0, num_layers) on the embeddings x of rows [c, T) (c = prefix_tokens: rows of block
 // 0 whose K/V `past` [num_layers, 2, Hkv, c, D] supplies; 0 when nothing is cached) and returns the
 // input norm of layer `num_layers` for those rows (what score_documents needs at l*). The residual
-// add of each layer's MLP is deferred into the next norm kernel, so the stream is read once per
-// norm. With a cached prefix the QKV GEMM writes rows [c, T) of a [T, qd + 2 kvd] buffer whose
-// first c rows get the cached K/V (Q zeroed) each layer, and `plan` has no work items for rows
-// below c, so the attention kernel runs unchanged on the full token range. `present` (optional)
-// receives block 0's K/V [num_layers, 2, Hkv, L0, D].
+// adds happen in the O and down GEMMs (beta = 1) where the projection has no bias, else in the
+// next norm kernel, so the stream is read once per norm. With a cached prefix the QKV GEMM writes
+// rows [c, T) of a [T, qd + 2 kvd] buffer whose first c rows get the cached K/V (Q zeroed) each
+// layer, and `plan` has no work items for rows below c, so the attention kernel runs unchanged on
+// the full token range. `present` (optional) receives block 0's K/V [num_layers, 2, Hkv, L0, D].
 at::Tensor Model::Impl::fused_layers(at::Tensor x,
                                      int64_t num_layers,
                                      const at::Tensor& positions,
@@ -701,6 +701,14 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   static const bool profile = [] {
     const char* v = std::getenv("BLOCKRANK_PROFILE_LAYERS");
     return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  // The O and down projections accumulate into the residual stream x in the GEMM (cuBLAS beta =
+  // 1: one fp32 add, one bf16 rounding), so the norm after each reads x once and writes only its
+  // output (4 passes over [T, hidden] -> 2). BLOCKRANK_GEMM_RESIDUAL=0: separate GEMM output,
+  // added in the norm kernel (A/B runs of the GPU benchmark).
+  static const bool gemm_residual = [] {
+    const char* v = std::getenv("BLOCKRANK_GEMM_RESIDUAL");
+    return v == nullptr || std::string(v) != "0";
   }();
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
@@ -748,16 +756,29 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
         qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
         qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
     timer.mark("attention");
-    const at::Tensor o = at::linear(c > 0 ? attn.narrow(0, c, n) : attn, w.o_w, w.o_b);
-    timer.mark("o_gemm");
-    throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
+    const at::Tensor a = c > 0 ? attn.narrow(0, c, n) : attn;
+    if (gemm_residual && !w.o_b.defined()) {
+      x.addmm_(a, w.o_w.t());  // x += a W_oᵀ in the GEMM's epilogue (beta = 1)
+      timer.mark("o_gemm");
+      throw_if_error(
+          internal::cuda_rms_norm(x, at::Tensor(), w.post_norm, config.rms_norm_eps, &h));
+    } else {
+      const at::Tensor o = at::linear(a, w.o_w, w.o_b);
+      timer.mark("o_gemm");
+      throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
+    }
     timer.mark("rms_norm");
     const at::Tensor gate_up = at::linear(h, w.gate_up_w, w.gate_up_b);
     timer.mark("gate_up_gemm");
     at::Tensor act;
     throw_if_error(internal::cuda_silu_mul(gate_up, &act));
     timer.mark("silu_mul");
-    pending = at::linear(act, w.down_w, w.down_b);
+    if (gemm_residual && !w.down_b.defined()) {
+      x.addmm_(act, w.down_w.t());
+      pending = at::Tensor();
+    } else {
+      pending = at::linear(act, w.down_w, w.down_b);
+    }
     timer.mark("down_gemm");
   }
   const LayerWeights& next = layers[static_cast<size_t>(num_layers)];

@@ -101,23 +101,32 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
   const at::Tensor v = at::randn({t, sh.hkv, d}, bf);
   internal::CudaBlockPlan plan;
   ASSERT_OK(internal::make_cuda_block_plan(layout, device, sh.split_keys, &plan));
-  // Poison: the caching allocator hands the adapter's output this freed block back, so an
-  // unwritten element shows up as NaN.
-  { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
-  at::Tensor out;
-  ASSERT_OK(internal::cuda_block_attention(q, k, v, plan, &out));
   const at::Tensor ref = reference_attention(q, k, v, layout.block_lengths);
-  const at::Tensor o = out.view({t, hq, d});
-  ASSERT_FALSE(o.isnan().any().item<bool>()) << "NaN in output (unwritten or masked row)";
-  const double err = rel_l2(o, ref);
-  std::printf(
-      "attention N=%lld T=%lld Hq=%lld Hkv=%lld D=%lld split=%lld items=%lld partials=%lld "
-      "rel_l2=%.2e\n",
-      static_cast<long long>(sh.num_docs), static_cast<long long>(t), static_cast<long long>(hq),
-      static_cast<long long>(sh.hkv), static_cast<long long>(d),
-      static_cast<long long>(sh.split_keys), static_cast<long long>(plan.num_items),
-      static_cast<long long>(plan.num_partials), err);
-  EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio;
+  // The plan's split between per-query-head and per-KV-group CTAs, then every item one way and
+  // every item the other: the result must not depend on it.
+  const int64_t splits[] = {plan.num_streamed_items, plan.num_items, 0};
+  for (int64_t streamed : splits) {
+    internal::CudaBlockPlan variant = plan;
+    variant.num_streamed_items = streamed;
+    // Poison: the caching allocator hands the adapter's output this freed block back, so an
+    // unwritten element shows up as NaN.
+    { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
+    at::Tensor out;
+    ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &out));
+    const at::Tensor o = out.view({t, hq, d});
+    ASSERT_FALSE(o.isnan().any().item<bool>())
+        << "NaN in output (unwritten or masked row), streamed items " << streamed;
+    const double err = rel_l2(o, ref);
+    std::printf(
+        "attention N=%lld T=%lld Hq=%lld Hkv=%lld D=%lld split=%lld items=%lld streamed=%lld "
+        "partials=%lld rel_l2=%.2e\n",
+        static_cast<long long>(sh.num_docs), static_cast<long long>(t), static_cast<long long>(hq),
+        static_cast<long long>(sh.hkv), static_cast<long long>(d),
+        static_cast<long long>(sh.split_keys), static_cast<long long>(plan.num_items),
+        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials), err);
+    EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio
+                                  << " streamed=" << streamed;
+  }
 }
 
 TEST_F(KernelTest, AttentionSmall) {

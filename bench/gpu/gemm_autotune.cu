@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+// Does cuBLAS's default choice leave time on the table for the rerank pass's GEMMs? For each of
+// the four linear layers of the Mistral-7B shape (T tokens x K -> N, bf16 in/out, fp32
+// accumulate, out = x Wᵀ as ATen computes it) this times cublasGemmEx (what at::linear /
+// at::addmm_ call) against every algorithm cuBLASLt's heuristic offers, then the whole 20-layer
+// sequence (80 GEMMs) with the default vs the per-shape best, alternated so the GPU's clock drift
+// under load hits both alike. Standalone (CUDA runtime + cuBLAS only), built on the GPU machine:
+//   nvcc -O2 -std=c++17 -arch=sm_90 bench/gpu/gemm_autotune.cu -lcublasLt -lcublas -o gemm_autotune
+//   ./gemm_autotune [T=12896] [layers=20]
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#define CHECK_CUDA(x)                                                                 \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+#define CHECK_BLAS(x)                                                           \
+  do {                                                                          \
+    int s_ = static_cast<int>(x);                                               \
+    if (s_ != 0) {                                                              \
+      std::fprintf(stderr, "%s:%d cublas status %d\n", __FILE__, __LINE__, s_); \
+      std::exit(1);                                                             \
+    }                                                                           \
+  } while (0)
+
+namespace {
+
+struct Shape {
+  const char* name;
+  int n, k;  // out [T, n] = x [T, k] W[n, k]ᵀ
+};
+
+struct Gemm {
+  Shape s;
+  int t;
+  void *x, *w, *out;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  std::vector<cublasLtMatmulHeuristicResult_t> algos;
+  int best = -1;  // index into algos, -1 = cublasGemmEx
+};
+
+constexpr size_t kWorkspace = size_t{32} << 20;
+
+__global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    p[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.f - 0.5f) * 0.1f);
+  }
+}
+
+void* alloc_random(size_t elems, unsigned seed) {
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, elems * 2));
+  fill<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), elems, seed);
+  return p;
+}
+
+void run_default(cublasHandle_t h, const Gemm& g) {
+  const float one = 1.f, zero = 0.f;
+  // Column-major view: outᵀ [n, T] = W [n, k] (stored k x n, transposed) * xᵀ [k, T].
+  CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.s.n, g.t, g.s.k, &one, g.w, CUDA_R_16BF,
+                          g.s.k, g.x, CUDA_R_16BF, g.s.k, &zero, g.out, CUDA_R_16BF, g.s.n,
+                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void run_lt(cublasLtHandle_t lt, const Gemm& g, int i, void* ws, cudaStream_t st) {
+  const float one = 1.f, zero = 0.f;
+  CHECK_BLAS(cublasLtMatmul(lt, g.desc, &one, g.w, g.a, g.x, g.b, &zero, g.out, g.c, g.out, g.c,
+                            &g.algos[static_cast<size_t>(i)].algo, ws, kWorkspace, st));
+}
+
+template <typename F>
+float time_ms(F&& f, int warm, int reps) {
+  for (int i = 0; i < warm; ++i) {
+    f();
+  }
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  CHECK_CUDA(cudaEventRecord(e0));
+  for (int i = 0; i < reps; ++i) {
+    f();
+  }
+  CHECK_CUDA(cudaEventRecord(e1));
+  CHECK_CUDA(cudaEventSynchronize(e1));
+  float ms = 0;
+  CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return ms / reps;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int t = argc > 1 ? std::atoi(argv[1]) : 12896;
+  const int layers = argc > 2 ? std::atoi(argv[2]) : 20;
+  const Shape shapes[] = {
+      {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
+  cublasHandle_t h;
+  cublasLtHandle_t lt;
+  CHECK_BLAS(cublasCreate(&h));
+  CHECK_BLAS(cublasLtCreate(&lt));
+  void* ws = nullptr;
+  CHECK_CUDA(cudaMalloc(&ws, kWorkspace));
+  CHECK_BLAS(cublasSetWorkspace(h, ws, kWorkspace));
+  std::vector<Gemm> gemms;
+  unsigned seed = 1;
+  for (const Shape& s : shapes) {
+    Gemm g;
+    g.s = s;
+    g.t = t;
+    g.x = alloc_random(size_t{static_cast<size_t>(t)} * s.k, seed++);
+    g.w = alloc_random(size_t{static_cast<size_t>(s.n)} * s.k, seed++);
+    CHECK_CUDA(cudaMalloc(&g.out, size_t{static_cast<size_t>(t)} * s.n * 2));
+    CHECK_BLAS(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T;
+    CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, s.k, s.n, s.k));
+    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, s.k, t, s.k));
+    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.c, CUDA_R_16BF, s.n, t, s.n));
+    cublasLtMatmulPreference_t pref;
+    CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
+    CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &kWorkspace, sizeof kWorkspace));
+    g.algos.resize(32);
+    int found = 0;
+    CHECK_BLAS(cublasLtMatmulAlgoGetHeuristic(lt, g.desc, g.a, g.b, g.c, g.c, pref, 32,
+                                              g.algos.data(), &found));
+    g.algos.resize(static_cast<size_t>(found));
+    cublasLtMatmulPreferenceDestroy(pref);
+    gemms.push_back(g);
+  }
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::printf("T = %d, %d layers\n\n| GEMM | algorithm | ms | TFLOP/s | vs cublasGemmEx |\n", t,
+              layers);
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  for (Gemm& g : gemms) {
+    const double flop = 2.0 * t * g.s.n * g.s.k;
+    const float base = time_ms([&] { run_default(h, g); }, 5, 30);
+    std::printf("| %s | cublasGemmEx | %.3f | %.0f | 1.000 |\n", g.s.name, base, flop / base / 1e9);
+    float best = base;
+    for (size_t i = 0; i < g.algos.size(); ++i) {
+      const float ms = time_ms([&] { run_lt(lt, g, static_cast<int>(i), ws, nullptr); }, 3, 30);
+      std::printf("| %s | lt heuristic #%zu | %.3f | %.0f | %.3f |\n", g.s.name, i, ms,
+                  flop / ms / 1e9, base / ms);
+      if (ms < best * 0.995f) {
+        best = ms;
+        g.best = static_cast<int>(i);
+      }
+    }
+    std::printf("| %s | **best: %s%d** | %.3f | %.0f | %.3f |\n", g.s.name,
+                g.best < 0 ? "default" : "lt #", g.best, best, flop / best / 1e9, base / best);
+  }
+  // The pass: layers x (qkv, o, gate_up, down), default vs tuned, alternated.
+  auto pass = [&](bool tuned) {
+    for (int l = 0; l < layers; ++l) {
+      for (const Gemm& g : gemms) {
+        if (tuned && g.best >= 0) {
+          run_lt(lt, g, g.best, ws, nullptr);
+        } else {
+          run_default(h, g);
+        }
+      }
+    }
+  };
+  std::printf("\n| round | default pass ms | tuned pass ms | ratio |\n| --- | --- | --- | --- |\n");
+  for (int r = 0; r < 4; ++r) {
+    const float d = time_ms([&] { pass(false); }, 1, 3);
+    const float tu = time_ms([&] { pass(true); }, 1, 3);
+    std::printf("| %d | %.1f | %.1f | %.3f |\n", r, d, tu, d / tu);
+  }
+  return 0;
+}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fused decoder-layer elementwise ops; see layer_ops.cuh. All three are bandwidth-bound: 16-byte
 // (8 x bf16) loads for the norm and SwiGLU, bf16x2 for RoPE, and no shared memory beyond warp
-// shuffles (one warp per row for the norm, so rows need no __syncthreads).
+// shuffles (one warp per row for the norm, so rows need no __syncthreads). The norm keeps a row's
+// loads in flight together (the row in registers); SwiGLU uses 32-bit indices and fast exp/divide.
 #include <cmath>
 
 #include <cuda_bf16.h>
@@ -23,9 +24,15 @@ __device__ __forceinline__ float round_bf16(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));
 }
 
-// One warp per row. Pass 1 forms the (bf16-rounded) residual sum, writes it back and accumulates
-// sum of squares in fp32; pass 2 re-reads it (the same lanes wrote it: L1/L2 hits) and normalises.
-static __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormParams p) {
+// Rows of at most kNormRegVecs * 32 vectors (4,096 columns) stay in registers: every lane issues
+// all of its loads before using any (16 loads of 16 bytes in flight per lane), and x is read once.
+constexpr int kNormRegVecs = 16;
+
+// One warp per row. Forms the (bf16-rounded) residual sum, writes it back, accumulates the sum of
+// squares in fp32, then normalises. kInRegisters: the row is held in registers between the two
+// steps; otherwise the second step re-reads it (the same lanes wrote it: L1/L2 hits).
+template <bool kInRegisters>
+__global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormParams p) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kNormWarps + warp;
   if (row >= p.rows) {
@@ -36,55 +43,107 @@ static __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(Rms
                       ? static_cast<const __nv_bfloat16*>(p.residual) + row * p.residual_row_stride
                       : nullptr;
   const int vecs = p.cols / 8;
-  float ss = 0.f;
-  for (int v = lane; v < vecs; v += 32) {
-    Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
-    if (r != nullptr) {
-      const Bf16x8 b = reinterpret_cast<const Bf16x8*>(r)[v];
+  // HF adds the residual in bf16: one rounding of the fp32 sum.
+  auto add = [](Bf16x8 a, const Bf16x8& b) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        // HF adds the residual in bf16: one rounding of the fp32 sum.
-        const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
-        a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
-      }
-      reinterpret_cast<Bf16x8*>(x)[v] = a;
+    for (int j = 0; j < 4; ++j) {
+      const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
+      a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
     }
+    return a;
+  };
+  auto square_sum = [](const Bf16x8& a, float ss) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float2 f = __bfloat1622float2(a.h[j]);
       ss = fmaf(f.x, f.x, ss);
       ss = fmaf(f.y, f.y, ss);
     }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) {
-    ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  }
-  const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+    return ss;
+  };
   const auto* w = static_cast<const __nv_bfloat16*>(p.weight);
   auto* out = static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride;
-  for (int v = lane; v < vecs; v += 32) {
-    const Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
+  // bf16(x * inv) first (HF casts the normalised fp32 back), then the bf16 weight product.
+  auto normalise = [&](const Bf16x8& a, int v, float inv) {
     const Bf16x8 wv = reinterpret_cast<const Bf16x8*>(w)[v];
     Bf16x8 o;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float2 f = __bfloat1622float2(a.h[j]), fw = __bfloat1622float2(wv.h[j]);
-      // bf16(x * inv) first (HF casts the normalised fp32 back), then the bf16 weight product.
       o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
     }
     reinterpret_cast<Bf16x8*>(out)[v] = o;
+  };
+  float ss = 0.f;
+  if constexpr (kInRegisters) {
+    Bf16x8 a[kNormRegVecs], b[kNormRegVecs];
+#pragma unroll
+    for (int i = 0; i < kNormRegVecs; ++i) {
+      const int v = lane + i * 32;
+      if (v < vecs) {
+        a[i] = reinterpret_cast<const Bf16x8*>(x)[v];
+        if (r != nullptr) {
+          b[i] = reinterpret_cast<const Bf16x8*>(r)[v];
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kNormRegVecs; ++i) {
+      const int v = lane + i * 32;
+      if (v < vecs) {
+        if (r != nullptr) {
+          a[i] = add(a[i], b[i]);
+          reinterpret_cast<Bf16x8*>(x)[v] = a[i];
+        }
+        ss = square_sum(a[i], ss);
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) {
+      ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    }
+    const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+#pragma unroll
+    for (int i = 0; i < kNormRegVecs; ++i) {
+      const int v = lane + i * 32;
+      if (v < vecs) {
+        normalise(a[i], v, inv);
+      }
+    }
+  } else {
+    for (int v = lane; v < vecs; v += 32) {
+      Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
+      if (r != nullptr) {
+        a = add(a, reinterpret_cast<const Bf16x8*>(r)[v]);
+        reinterpret_cast<Bf16x8*>(x)[v] = a;
+      }
+      ss = square_sum(a, ss);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) {
+      ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    }
+    const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+    for (int v = lane; v < vecs; v += 32) {
+      normalise(reinterpret_cast<const Bf16x8*>(x)[v], v, inv);
+    }
   }
 }
 
-static __global__ void __launch_bounds__(kThreads) blockrank_silu_mul(SiluMulParams p) {
-  const int vecs = p.cols / 8;
-  const int64_t total = static_cast<int64_t>(p.rows) * vecs;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t row = i / vecs;
-    const int v = static_cast<int>(i % vecs);
-    const auto* gu = static_cast<const __nv_bfloat16*>(p.gate_up) + row * p.gate_up_row_stride;
+// One 8-element vector of one row per thread and step. Index arithmetic in 32 bits when the
+// vectors fit (it is most of the non-memory work), fast exp and divide: silu(g) in fp32 is rounded
+// to bf16 right after, which hides their last-bit differences from expf and '/'.
+template <typename Index>
+__global__ void __launch_bounds__(kThreads) blockrank_silu_mul(SiluMulParams p) {
+  const Index vecs = p.cols / 8;
+  const Index total = static_cast<Index>(p.rows) * vecs;
+  const auto* __restrict__ gate_up = static_cast<const __nv_bfloat16*>(p.gate_up);
+  auto* __restrict__ out = static_cast<__nv_bfloat16*>(p.out);
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const Index row = i / vecs;
+    const Index v = i - row * vecs;
+    const auto* gu = gate_up + static_cast<int64_t>(row) * p.gate_up_row_stride;
     const Bf16x8 g = reinterpret_cast<const Bf16x8*>(gu)[v];
     const Bf16x8 u = reinterpret_cast<const Bf16x8*>(gu + p.cols)[v];
     Bf16x8 o;
@@ -92,11 +151,11 @@ static __global__ void __launch_bounds__(kThreads) blockrank_silu_mul(SiluMulPar
     for (int j = 0; j < 4; ++j) {
       const float2 fg = __bfloat1622float2(g.h[j]), fu = __bfloat1622float2(u.h[j]);
       // silu(g) = g / (1 + e^-g) in fp32, rounded to bf16 (ATen's silu output), then the product.
-      const float sx = round_bf16(fg.x / (1.f + expf(-fg.x)));
-      const float sy = round_bf16(fg.y / (1.f + expf(-fg.y)));
+      const float sx = round_bf16(__fdividef(fg.x, 1.f + __expf(-fg.x)));
+      const float sy = round_bf16(__fdividef(fg.y, 1.f + __expf(-fg.y)));
       o.h[j] = __floats2bfloat162_rn(sx * fu.x, sy * fu.y);
     }
-    reinterpret_cast<Bf16x8*>(static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride)[v] = o;
+    reinterpret_cast<Bf16x8*>(out + static_cast<int64_t>(row) * p.out_row_stride)[v] = o;
   }
 }
 
@@ -149,7 +208,11 @@ cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
     return cudaSuccess;
   }
   const unsigned ctas = static_cast<unsigned>((p.rows + kNormWarps - 1) / kNormWarps);
-  blockrank_rms_norm<<<ctas, kNormWarps * 32, 0, stream>>>(p);
+  if (p.cols <= kNormRegVecs * 32 * 8) {
+    blockrank_rms_norm<true><<<ctas, kNormWarps * 32, 0, stream>>>(p);
+  } else {
+    blockrank_rms_norm<false><<<ctas, kNormWarps * 32, 0, stream>>>(p);
+  }
   return cudaGetLastError();
 }
 
@@ -161,8 +224,13 @@ cudaError_t silu_mul(const SiluMulParams& p, cudaStream_t stream) {
   if (p.rows == 0) {
     return cudaSuccess;
   }
-  blockrank_silu_mul<<<grid_for(static_cast<int64_t>(p.rows) * (p.cols / 8)), kThreads, 0,
-                       stream>>>(p);
+  const int64_t vecs = static_cast<int64_t>(p.rows) * (p.cols / 8);
+  // 32-bit indices while i + gridDim.x * blockDim.x cannot overflow.
+  if (vecs + int64_t{132} * 16 * kThreads < (int64_t{1} << 31)) {
+    blockrank_silu_mul<int32_t><<<grid_for(vecs), kThreads, 0, stream>>>(p);
+  } else {
+    blockrank_silu_mul<int64_t><<<grid_for(vecs), kThreads, 0, stream>>>(p);
+  }
   return cudaGetLastError();
 }
 

@@ -9,9 +9,10 @@
 # Usage: bench/model/eval_model.sh MODEL_DIR [extra flags for eval/rerank, e.g. --device cuda]
 #   env: BLOCKRANK_BIN (default build/plugin/cli/blockrank), WORK (indexes; reused when present),
 #        DEPTH (reranked per query, 100), ALPHAS ("0.3 0.5"), ONLY (e.g. "cacm vaswani";
-#        "arguana" adds the fusion-tuning collection).
+#        "arguana" adds the fusion-tuning collection), ARGUANA_QUERIES (a subset of its queries,
+#        e.g. the 150 used to choose ALPHA; default all 1,406).
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
 model=$1; shift
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BLOCKRANK_BIN:-$here/build/plugin/cli/blockrank}
@@ -94,7 +95,7 @@ wanted cranfield && evalset cranfield --queries "$data/cran/cran.qry" --query-fo
 wanted cacm && evalset cacm --queries "$data/cacm/topics.cacm.txt" --qrels "$data/cacm/qrels.cacm.txt" \
   --normalize-ids "$@"
 wanted vaswani && evalset vaswani --queries "$data/vaswani/query-text.trec" --qrels "$data/vaswani/qrels" "$@"
-wanted arguana && evalset arguana --queries "$data/arguana/queries.jsonl.gz" \
+wanted arguana && evalset arguana --queries "${ARGUANA_QUERIES:-$data/arguana/queries.jsonl.gz}" \
   --qrels "$data/arguana/qrels/test.tsv" --remove-query "$@"
 echo
 echo "total $((SECONDS - start)) s"

@@ -29,7 +29,13 @@ struct CudaBlockPlan {
   at::Tensor combine;      ///< int32 [num_combine, 4] (kernels::AttentionCombineItem)
   at::Tensor doc_offsets;  ///< int32 [N + 1], relative to the first document token
   int64_t num_items = 0;
-  int64_t num_streamed_items = 0;  ///< items[0, this) run per query head (see the kernel)
+  /// Items [0, num_long_items) span more than kernels::kAttentionResidentTiles key tiles (they come
+  /// first in `items`).
+  int64_t num_long_items = 0;
+  /// Items [0, this) run one CTA per query head, the rest one CTA per KV group (the kernel's
+  /// num_streamed_items). -1 (default): the long items, or every item when the grouped CTAs would
+  /// not give each SM two. Any value in [0, num_items] gives the same output.
+  int64_t num_streamed_items = -1;
   int64_t num_combine = 0;
   int64_t num_partials = 0;
   int64_t num_tokens = 0;

@@ -102,9 +102,9 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
   internal::CudaBlockPlan plan;
   ASSERT_OK(internal::make_cuda_block_plan(layout, device, sh.split_keys, &plan));
   const at::Tensor ref = reference_attention(q, k, v, layout.block_lengths);
-  // The plan's split between per-query-head and per-KV-group CTAs, then every item one way and
-  // every item the other: the result must not depend on it.
-  const int64_t splits[] = {plan.num_streamed_items, plan.num_items, 0};
+  // The automatic split between per-query-head and per-KV-group CTAs, the long items alone, then
+  // every item one way and every item the other: the result must not depend on it.
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0};
   for (int64_t streamed : splits) {
     internal::CudaBlockPlan variant = plan;
     variant.num_streamed_items = streamed;

@@ -4,7 +4,8 @@
 // accumulate, out = x Wᵀ as ATen computes it) this times cublasGemmEx (what at::linear /
 // at::addmm_ call) against every algorithm cuBLASLt's heuristic offers, then the whole 20-layer
 // sequence (80 GEMMs) with the default vs the per-shape best, alternated so the GPU's clock drift
-// under load hits both alike. Standalone (CUDA runtime + cuBLAS only), built on the GPU machine:
+// under load hits both alike; then the merged gate|up GEMM against its two halves as separate
+// GEMMs into the same output. Standalone (CUDA runtime + cuBLAS only), built on the GPU machine:
 //   nvcc -O2 -std=c++17 -arch=sm_90 bench/gpu/gemm_autotune.cu -lcublasLt -lcublas -o gemm_autotune
 //   ./gemm_autotune [T=12896] [layers=20]
 #include <cstdio>
@@ -183,6 +184,44 @@ int main(int argc, char** argv) {
     const float d = time_ms([&] { pass(false); }, 1, 3);
     const float tu = time_ms([&] { pass(true); }, 1, 3);
     std::printf("| %d | %.1f | %.1f | %.3f |\n", r, d, tu, d / tu);
+  }
+  // The merged gate|up GEMM (N = 2F) against the gate and up halves as two GEMMs of N = F writing
+  // the same [T, 2F] output (ldc = 2F): cuBLAS picks its kernel per shape.
+  const Gemm& gu = gemms[2];
+  const int f = gu.s.n / 2;
+  auto split_gate_up = [&] {
+    const float one = 1.f, zero = 0.f;
+    for (int half = 0; half < 2; ++half) {
+      const auto* w =
+          static_cast<const __nv_bfloat16*>(gu.w) + static_cast<size_t>(half) * f * gu.s.k;
+      auto* out = static_cast<__nv_bfloat16*>(gu.out) + static_cast<size_t>(half) * f;
+      CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, f, t, gu.s.k, &one, w, CUDA_R_16BF,
+                              gu.s.k, gu.x, CUDA_R_16BF, gu.s.k, &zero, out, CUDA_R_16BF, gu.s.n,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+  };
+  const double gu_flop = 2.0 * t * gu.s.n * gu.s.k;
+  const float merged_ms = time_ms([&] { run_default(h, gu); }, 5, 30);
+  const float split_ms = time_ms(split_gate_up, 5, 30);
+  std::printf("\ngate|up alone: merged %.3f ms (%.0f TFLOP/s), two halves %.3f ms (%.0f TFLOP/s)\n",
+              merged_ms, gu_flop / merged_ms / 1e9, split_ms, gu_flop / split_ms / 1e9);
+  auto pass_split = [&](bool split) {
+    for (int l = 0; l < layers; ++l) {
+      for (size_t i = 0; i < gemms.size(); ++i) {
+        if (split && i == 2) {
+          split_gate_up();
+        } else {
+          run_default(h, gemms[i]);
+        }
+      }
+    }
+  };
+  std::printf("\n| round | merged gate|up pass ms | split gate|up pass ms | ratio |\n");
+  std::printf("| --- | --- | --- | --- |\n");
+  for (int r = 0; r < 4; ++r) {
+    const float m = time_ms([&] { pass_split(false); }, 1, 3);
+    const float sp = time_ms([&] { pass_split(true); }, 1, 3);
+    std::printf("| %d | %.1f | %.1f | %.3f |\n", r, m, sp, m / sp);
   }
   return 0;
 }

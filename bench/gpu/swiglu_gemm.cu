@@ -48,6 +48,10 @@ constexpr int kThreads = 384;  // warpgroup 0: producer; 1-2: consumers (64 rows
 constexpr int kStageA = kBM * kBK, kStageB = kBN * kBK;  // elements
 constexpr uint32_t kStageBytes = (kStageA + kStageB) * 2;
 constexpr size_t kSmem = size_t{kStages} * kStageBytes + 1024 + 2 * kStages * 8;
+// kTmaStore: each consumer warpgroup's 64 x 128 act tile is staged in shared memory (two 64 x 64
+// boxes, 128-byte swizzle) and written by an asynchronous TMA store.
+constexpr size_t kStaging = 64 * 128 * 2;
+constexpr size_t kSmemTmaStore = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -109,6 +113,20 @@ __device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::
                    : "memory");
+}
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, int c0, int c1, const void* src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(smem_u32(src))
+               : "memory");
+}
+// Barrier of the 128 threads of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
+__device__ __forceinline__ void named_sync(int c) {
+  if (c == 0) {
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+  } else {
+    asm volatile("bar.sync 2, 128;" ::: "memory");
+  }
 }
 // K-major operand in shared memory with the 128-byte swizzle TMA wrote: 8-row groups 1,024 bytes
 // apart (SBO), LBO unused (1), layout type 1 (128B swizzle) in bits 62-63.
@@ -180,10 +198,11 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
 // kCluster = 2: two CTAs of a cluster take the same weight tile for adjacent row tiles; each loads
 // one half of the B tile (gate or up rows) and multicasts it to both, halving the weights' L2
 // reads. A stage is then free only when the consumers of both CTAs have released it.
-template <int kCluster>
+template <int kCluster, bool kTmaStore>
 __global__ void __launch_bounds__(kThreads, 1)
     swiglu_gemm_kernel(const __grid_constant__ CUtensorMap map_x,
                        const __grid_constant__ CUtensorMap map_w,
+                       const __grid_constant__ CUtensorMap map_out,
                        __nv_bfloat16* __restrict__ out,
                        Shape s) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -193,6 +212,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto* stage_b = stage_a + kStages * kStageA;
   auto* full = reinterpret_cast<uint64_t*>(base + size_t{kStages} * kStageBytes);
   uint64_t* empty = full + kStages;
+  uint8_t* staging = base + size_t{kStages} * kStageBytes + 1024;  // 1,024-aligned, after barriers
 
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   const uint32_t rank = kCluster > 1 ? cluster_rank() : 0;
@@ -214,6 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int num_tiles = num_mg * num_n;
   const int cluster_id = blockIdx.x / kCluster, num_clusters = gridDim.x / kCluster;
   if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");  // the producer needs few registers
     if (tid == 0) {
       uint32_t g = 0;
       for (int tile = cluster_id; tile < num_tiles; tile += num_clusters) {
@@ -238,6 +259,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... the consumers the rest
     const int c = wg - 1;  // rows [64 c, 64 c + 64) of each tile
     const int warp = tid / 32, lane = tid % 32;
     auto release = [&](uint32_t st) {
@@ -280,6 +302,38 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_wait<0>();
       release((g - 1) % kStages);
       // Epilogue: fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows r and r + 8.
+      if constexpr (kTmaStore) {
+        uint8_t* st_tile = staging + c * kStaging;  // two boxes: columns [0, 64) and [64, 128)
+        if (tid == 0) {
+          asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");  // buffer free again
+        }
+        named_sync(c);
+        const int lr = warp * 16 + lane / 4;  // row within the 64-row tile (and + 8)
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = lr + 8 * h;
+            const float g0 = d[j * 4 + 2 * h], g1 = d[j * 4 + 2 * h + 1];
+            const float u0 = d[(j + 16) * 4 + 2 * h], u1 = d[(j + 16) * 4 + 2 * h + 1];
+            const float a0 = __fdividef(g0, 1.f + __expf(-g0)) * u0;
+            const float a1 = __fdividef(g1, 1.f + __expf(-g1)) * u1;
+            // Box j / 8, 16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes (TMA's swizzle).
+            uint8_t* dst = st_tile + (j / 8) * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) +
+                           (lane % 4) * 4;
+            *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a0, a1);
+          }
+        }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        named_sync(c);
+        if (tid == 0 && m < num_m) {
+          const int row0 = m * kBM + c * 64;
+          tma_store(&map_out, n * 128, row0, st_tile);
+          tma_store(&map_out, n * 128 + 64, row0, st_tile + 8192);
+          asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+        }
+        continue;
+      }
       const int r = m * kBM + c * 64 + warp * 16 + lane / 4;
       const int col0 = n * 128 + 2 * (lane % 4);
 #pragma unroll
@@ -296,6 +350,11 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                8 * j) = __floats2bfloat162_rn(a0, a1);
           }
         }
+      }
+    }
+    if constexpr (kTmaStore) {
+      if (tid == 0) {
+        asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // stores done before exit
       }
     }
   }
@@ -385,10 +444,16 @@ int main(int argc, char** argv) {
   const CUtensorMap map_w = make_map(w, s.k, 2 * s.f, 128);
   int sms = 0;
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  CHECK_CUDA(cudaFuncSetAttribute(
-      swiglu_gemm_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)));
-  CHECK_CUDA(cudaFuncSetAttribute(
-      swiglu_gemm_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)));
+  const CUtensorMap map_out = make_map(act, s.f, s.t, 64);
+  CHECK_CUDA(cudaFuncSetAttribute(swiglu_gemm_kernel<1, false>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(kSmem)));
+  CHECK_CUDA(cudaFuncSetAttribute(swiglu_gemm_kernel<2, false>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(kSmem)));
+  CHECK_CUDA(cudaFuncSetAttribute(swiglu_gemm_kernel<1, true>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(kSmemTmaStore)));
   // Clusters of 2 must sit in one GPC: launch only as many as can be resident at once.
   cudaLaunchConfig_t cfg{};
   cudaLaunchAttribute attr[1];
@@ -402,18 +467,26 @@ int main(int argc, char** argv) {
   cfg.numAttrs = 1;
   cfg.gridDim = dim3(static_cast<unsigned>(sms));
   int clusters = 0;
-  CHECK_CUDA(cudaOccupancyMaxActiveClusters(&clusters, swiglu_gemm_kernel<2>, &cfg));
+  CHECK_CUDA(cudaOccupancyMaxActiveClusters(&clusters, swiglu_gemm_kernel<2, false>, &cfg));
   cfg.gridDim = dim3(static_cast<unsigned>(2 * clusters));
   std::printf("SMs %d, co-resident clusters of 2: %d\n", sms, clusters);
-  auto fused1 = [&] { swiglu_gemm_kernel<1><<<sms, kThreads, kSmem>>>(map_x, map_w, act, s); };
+  auto fused1 = [&] {
+    swiglu_gemm_kernel<1, false><<<sms, kThreads, kSmem>>>(map_x, map_w, map_out, act, s);
+  };
   auto fused2 = [&] {
-    CHECK_CUDA(cudaLaunchKernelEx(&cfg, swiglu_gemm_kernel<2>, map_x, map_w, act, s));
+    CHECK_CUDA(
+        cudaLaunchKernelEx(&cfg, swiglu_gemm_kernel<2, false>, map_x, map_w, map_out, act, s));
+  };
+  auto fused3 = [&] {
+    swiglu_gemm_kernel<1, true><<<sms, kThreads, kSmemTmaStore>>>(map_x, map_w, map_out, act, s);
   };
   reference();
   int bad = 0;
   const double flop = 2.0 * s.t * 2.0 * s.f * s.k;
-  for (int variant = 1; variant <= 2; ++variant) {
-    auto fused = [&] { variant == 1 ? fused1() : fused2(); };
+  const char* names[] = {"", "direct stores", "cluster of 2, multicast weights",
+                         "TMA-store epilogue"};
+  for (int variant : {1, 3, 2}) {
+    auto fused = [&] { variant == 1 ? fused1() : variant == 2 ? fused2() : fused3(); };
     CHECK_CUDA(cudaMemset(act, 0xff, size_t{2} * s.t * s.f));  // NaN: unwritten shows up
     fused();
     CHECK_CUDA(cudaGetLastError());
@@ -441,9 +514,8 @@ int main(int argc, char** argv) {
       }
     }
     const double rel = std::sqrt(num / std::max(den, 1e-30));
-    std::printf(
-        "T=%d K=%d F=%d, cluster %d: fused vs cuBLAS gate|up + SiLU·up: rel L2 %.3e, NaN %ld\n",
-        s.t, s.k, s.f, variant, rel, nans);
+    std::printf("T=%d K=%d F=%d, %s: fused vs cuBLAS gate|up + SiLU·up: rel L2 %.3e, NaN %ld\n",
+                s.t, s.k, s.f, names[variant], rel, nans);
     bad += !(rel < 2e-2 && nans == 0);
     std::printf("| round | cuBLAS gate|up + SiLU ms | fused ms | fused TFLOP/s | ratio |\n");
     std::printf("| --- | --- | --- | --- | --- |\n");

@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... the consumers the rest
-    const int c = wg - 1;  // rows [64 c, 64 c + 64) of each tile
+    const int c = wg - 1;                                  // rows [64 c, 64 c + 64) of each tile
     const int warp = tid / 32, lane = tid % 32;
     auto release = [&](uint32_t st) {
       if (tid == 0) {

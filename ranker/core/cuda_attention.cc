@@ -22,6 +22,7 @@
 #include "kernels/block_attention.cuh"
 #include "kernels/doc_scores.cuh"
 #include "kernels/layer_ops.cuh"
+#include "kernels/swiglu_gemm.cuh"
 #endif
 
 namespace blockrank::internal {
@@ -363,6 +364,41 @@ Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out) {
   return Status::ok();
 }
 
+bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up) {
+  return x.is_cuda() && w_gate_up.is_cuda() && x.scalar_type() == at::kBFloat16 &&
+         w_gate_up.scalar_type() == at::kBFloat16 && x.dim() == 2 && w_gate_up.dim() == 2 &&
+         x.size(1) == w_gate_up.size(1) && x.size(1) % 64 == 0 && w_gate_up.size(0) % 256 == 0 &&
+         x.size(0) >= 1 && x.size(0) < (int64_t{1} << 31) &&
+         kernels::swiglu_gemm_supported(x.device().index());
+}
+
+Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tensor* out) {
+  if (!cuda_swiglu_gemm_usable(x_in, w_in)) {
+    return Status::invalid_argument(
+        "cuda_swiglu_gemm: x [T, K] and w_gate_up [2F, K] bf16 on an sm_90 device, K % 64 == 0, "
+        "F % 128 == 0");
+  }
+  // The kernel reads rows of stride K through TMA: contiguous, 16-byte aligned operands.
+  const auto prepare = [](const at::Tensor& t) {
+    at::Tensor c = t.contiguous();
+    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
+  };
+  const at::Tensor x = prepare(x_in), w = prepare(w_in);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor o = at::empty({x.size(0), w.size(0) / 2}, x.options());
+  kernels::SwigluGemmParams p{};
+  p.x = x.data_ptr();
+  p.w_gate_up = w.data_ptr();
+  p.out = o.data_ptr();
+  p.rows = static_cast<int32_t>(x.size(0));
+  p.k = static_cast<int32_t>(x.size(1));
+  p.f = static_cast<int32_t>(w.size(0) / 2);
+  BLOCKRANK_CUDA_CHECK(
+      kernels::swiglu_gemm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
+  *out = o;
+  return Status::ok();
+}
+
 Status cuda_rope_inplace(const at::Tensor& x,
                          const at::Tensor& positions,
                          const at::Tensor& inv_freq) {
@@ -470,6 +506,14 @@ Status cuda_rms_norm(const at::Tensor&, const at::Tensor&, const at::Tensor&, do
 }
 
 Status cuda_silu_mul(const at::Tensor&, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+bool cuda_swiglu_gemm_usable(const at::Tensor&, const at::Tensor&) {
+  return false;
+}
+
+Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -102,6 +102,15 @@ Status cuda_rms_norm(const at::Tensor& x,
 /// bf16(bf16(silu(gate)) * up) [T, F].
 Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
 
+/// True when this build has the SwiGLU GEMM kernel (kernels/swiglu_gemm) and it can run these
+/// operands: x [T, K] and w_gate_up [2F, K] bf16 on a Hopper (sm_90) device, K % 64 == 0,
+/// F % 128 == 0.
+bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up);
+
+/// out [T, F] = silu(x Wgᵀ) * (x Wuᵀ) with w_gate_up = [Wg; Wu] in one kernel (the gate|up GEMM
+/// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). Errors as above.
+Status cuda_swiglu_gemm(const at::Tensor& x, const at::Tensor& w_gate_up, at::Tensor* out);
+
 /// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
 /// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and
 /// inv_freq fp32 [D / 2] on the same device.

@@ -710,6 +710,14 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     const char* v = std::getenv("BLOCKRANK_GEMM_RESIDUAL");
     return v == nullptr || std::string(v) != "0";
   }();
+  // BLOCKRANK_SWIGLU_GEMM=1: the gate|up GEMM with SiLU·up in its epilogue (kernels/swiglu_gemm,
+  // Hopper) instead of cuBLAS + silu_mul. Off by default until it is measured end to end: alone it
+  // is 1.22-1.28x faster at the Qwen2.5-0.5B shape and 0.93-1.05x at Mistral-7B's
+  // (docs/BENCHMARKS.md).
+  static const bool swiglu_gemm = [] {
+    const char* v = std::getenv("BLOCKRANK_SWIGLU_GEMM");
+    return v != nullptr && std::string(v) == "1";
+  }();
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -768,11 +776,17 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
       throw_if_error(internal::cuda_rms_norm(x, o, w.post_norm, config.rms_norm_eps, &h));
     }
     timer.mark("rms_norm");
-    const at::Tensor gate_up = at::linear(h, w.gate_up_w, w.gate_up_b);
-    timer.mark("gate_up_gemm");
     at::Tensor act;
-    throw_if_error(internal::cuda_silu_mul(gate_up, &act));
-    timer.mark("silu_mul");
+    if (swiglu_gemm && !w.gate_up_b.defined() &&
+        internal::cuda_swiglu_gemm_usable(h, w.gate_up_w)) {
+      throw_if_error(internal::cuda_swiglu_gemm(h, w.gate_up_w, &act));
+      timer.mark("gate_up_gemm+silu");
+    } else {
+      const at::Tensor gate_up = at::linear(h, w.gate_up_w, w.gate_up_b);
+      timer.mark("gate_up_gemm");
+      throw_if_error(internal::cuda_silu_mul(gate_up, &act));
+      timer.mark("silu_mul");
+    }
     if (gemm_residual && !w.down_b.defined()) {
       x.addmm_(act, w.down_w.t());
       pending = at::Tensor();

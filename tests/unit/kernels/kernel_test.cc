@@ -264,6 +264,36 @@ TEST_F(KernelTest, SiluMulMatchesAten) {
   }
 }
 
+// The gate|up GEMM with SiLU·up in its epilogue against fp32 ATen on the same bf16 operands (rows
+// that are not a multiple of the 128-row tile, one k-block and many, one column tile and many).
+TEST_F(KernelTest, SwigluGemmMatchesAten) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  struct Case {
+    int64_t t, k, f;
+  };
+  for (const Case& cs :
+       {Case{1, 64, 128}, Case{300, 128, 256}, Case{1000, 896, 4864}, Case{129, 4096, 14336}}) {
+    const at::Tensor x = (at::randn({cs.t, cs.k}, bf.dtype(at::kFloat))).to(at::kBFloat16);
+    const at::Tensor w =
+        (at::randn({2 * cs.f, cs.k}, bf.dtype(at::kFloat)) / std::sqrt(static_cast<double>(cs.k)))
+            .to(at::kBFloat16);
+    if (!internal::cuda_swiglu_gemm_usable(x, w)) {
+      GTEST_SKIP() << "the SwiGLU GEMM needs an sm_90 (Hopper) device";
+    }
+    const at::Tensor gu = at::matmul(x.to(at::kFloat), w.to(at::kFloat).t());
+    const at::Tensor ref = at::silu(gu.narrow(1, 0, cs.f)) * gu.narrow(1, cs.f, cs.f);
+    { at::Tensor poison = at::full({cs.t, cs.f}, NAN, bf); }  // unwritten elements show as NaN
+    at::Tensor out;
+    ASSERT_OK(internal::cuda_swiglu_gemm(x, w, &out));
+    ASSERT_FALSE(out.isnan().any().item<bool>()) << "unwritten output, T=" << cs.t;
+    const double err = rel_l2(out, ref);
+    std::printf("swiglu_gemm T=%lld K=%lld F=%lld rel_l2=%.2e\n", static_cast<long long>(cs.t),
+                static_cast<long long>(cs.k), static_cast<long long>(cs.f), err);
+    EXPECT_LT(err, 1e-2);
+  }
+}
+
 TEST_F(KernelTest, RopeMatchesAten) {
   c10::InferenceMode guard;
   const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: Apache-2.0
+// SwiGLU gate|up GEMM for Hopper; see swiglu_gemm.cuh. Built for sm_90a only
+// (kernels/CMakeLists.txt). The bench twin with the other variants (direct stores, 2-CTA multicast)
+// is bench/gpu/swiglu_gemm.cu.
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include "kernels/swiglu_gemm.cuh"
+
+namespace blockrank {
+namespace kernels {
+namespace {
+
+constexpr int kBM = 128, kBN = 256, kBK = 64, kStages = 4, kBand = 16;
+constexpr int kThreads = 384;  // warpgroup 0: producer; 1-2: consumers (64 rows each)
+constexpr int kStageA = kBM * kBK, kStageB = kBN * kBK;  // elements
+constexpr uint32_t kStageBytes = (kStageA + kStageB) * 2;
+constexpr size_t kStaging = 64 * 128 * 2;  // one consumer's act tile
+// Stages, the barriers' 1,024-byte slot, the two staging tiles, and 1,024 bytes to align the base.
+constexpr size_t kSmem = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  }
+}
+__device__ __forceinline__ void tma_load(
+    void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
+      : "memory");
+}
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, int c0, int c1, const void* src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(smem_u32(src))
+               : "memory");
+}
+// K-major operand in shared memory with the 128-byte swizzle TMA wrote: 8-row groups 1,024 bytes
+// apart (SBO), LBO unused (1), layout type 1 (128B swizzle) in bits 62-63.
+__device__ __forceinline__ uint64_t smem_desc(const void* p) {
+  const uint64_t a = smem_u32(p);
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128],
+                                                 uint64_t desc_a,
+                                                 uint64_t desc_b,
+                                                 int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+      "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+      "%27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+      "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, "
+      "%63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, "
+      "%81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, "
+      "%99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, "
+      "%114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, "
+      "%129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+        "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+        "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+        "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+        "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+        "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),
+        "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+        "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+        "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+        "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+}
+
+// Barrier of the 128 threads of consumer warpgroup c (ids 1 and 2; 0 is __syncthreads).
+__device__ __forceinline__ void consumer_sync(int c) {
+  if (c == 0) {
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+  } else {
+    asm volatile("bar.sync 2, 128;" ::: "memory");
+  }
+}
+
+// Tiles walk bands of kBand row tiles: within a band the row tile changes fastest, so a wave of
+// CTAs shares a few weight tiles and one band of activations in L2.
+__device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int* m, int* n) {
+  const int band = tile / (kBand * num_n);
+  const int first = band * kBand;
+  const int rows = min(kBand, num_m - first);
+  const int local = tile - band * kBand * num_n;
+  *m = first + local % rows;
+  *n = local / rows;
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    blockrank_swiglu_gemm(const __grid_constant__ CUtensorMap map_x,
+                          const __grid_constant__ CUtensorMap map_w,
+                          const __grid_constant__ CUtensorMap map_out,
+                          int rows,
+                          int k,
+                          int f) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* base =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  auto* stage_a = reinterpret_cast<__nv_bfloat16*>(base);
+  auto* stage_b = stage_a + kStages * kStageA;
+  auto* full = reinterpret_cast<uint64_t*>(base + size_t{kStages} * kStageBytes);
+  uint64_t* empty = full + kStages;
+  uint8_t* staging = base + size_t{kStages} * kStageBytes + 1024;
+
+  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      mbar_init(&full[i], 1);
+      mbar_init(&empty[i], 2);  // one arrive per consumer warpgroup
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  const int num_m = (rows + kBM - 1) / kBM, num_n = f / 128, num_k = k / kBK;
+  const int num_tiles = num_m * num_n;
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");  // the producer needs few registers
+    if (tid == 0) {
+      uint32_t g = 0;
+      for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        int m, n;
+        tile_coords(tile, num_m, num_n, &m, &n);
+        for (int kb = 0; kb < num_k; ++kb, ++g) {
+          const uint32_t st = g % kStages, round = g / kStages;
+          mbar_wait(&empty[st], (round & 1) ^ 1);
+          mbar_expect_tx(&full[st], kStageBytes);
+          __nv_bfloat16* b = stage_b + st * kStageB;
+          tma_load(stage_a + st * kStageA, &map_x, kb * kBK, m * kBM, &full[st]);
+          tma_load(b, &map_w, kb * kBK, n * 128, &full[st]);
+          tma_load(b + 128 * kBK, &map_w, kb * kBK, f + n * 128, &full[st]);
+        }
+      }
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... and the consumers the rest
+  const int c = wg - 1;                                  // rows [64 c, 64 c + 64) of each tile
+  const int warp = tid / 32, lane = tid % 32;
+  uint8_t* tile_out = staging + c * kStaging;  // two 64 x 64 boxes: columns [0, 64), [64, 128)
+  float d[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) {
+    d[i] = 0.f;
+  }
+  uint32_t g = 0;
+  for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+    int m, n;
+    tile_coords(tile, num_m, num_n, &m, &n);
+    for (int kb = 0; kb < num_k; ++kb, ++g) {
+      const uint32_t st = g % kStages, round = g / kStages;
+      mbar_wait(&full[st], round & 1);
+      const __nv_bfloat16* a = stage_a + st * kStageA + c * 64 * kBK;
+      const __nv_bfloat16* b = stage_b + st * kStageB;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        wgmma_m64n256k16(d, smem_desc(a + kk * 16), smem_desc(b + kk * 16), kb > 0 || kk > 0);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();  // the previous k-block's MMAs are done: release its stage
+      if (kb > 0 && tid == 0) {
+        mbar_arrive(&empty[(g - 1) % kStages]);
+      }
+    }
+    wgmma_wait<0>();
+    if (tid == 0) {
+      mbar_arrive(&empty[(g - 1) % kStages]);
+      asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");  // staging free again
+    }
+    consumer_sync(c);
+    // Fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows lr and lr + 8: gate columns
+    // for j < 16, the same columns' up values at j + 16. Staged with TMA's 128-byte swizzle
+    // (16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes in box j / 8): no bank conflicts.
+    const int lr = warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = lr + 8 * h;
+        const float g0 = d[j * 4 + 2 * h], g1 = d[j * 4 + 2 * h + 1];
+        const float u0 = d[(j + 16) * 4 + 2 * h], u1 = d[(j + 16) * 4 + 2 * h + 1];
+        const float a0 = __fdividef(g0, 1.f + __expf(-g0)) * u0;
+        const float a1 = __fdividef(g1, 1.f + __expf(-g1)) * u1;
+        uint8_t* dst =
+            tile_out + (j / 8) * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
+        *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a0, a1);
+      }
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
+    consumer_sync(c);
+    if (tid == 0) {  // rows past `rows` are clipped by the store
+      const int row0 = m * kBM + c * 64;
+      tma_store(&map_out, n * 128, row0, tile_out);
+      tma_store(&map_out, n * 128 + 64, row0, tile_out + 8192);
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    }
+  }
+  if (tid == 0) {
+    asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");  // stores done before exit
+  }
+}
+
+// 2-D bf16 tensor [outer, inner] (row stride inner), boxes of 64 x box_outer, 128-byte swizzle.
+bool make_map(CUtensorMap* map, const void* ptr, int inner, int outer, int box_outer) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner) * 2};
+  const cuuint32_t box[2] = {kBK, static_cast<cuuint32_t>(box_outer)};
+  const cuuint32_t elem[2] = {1, 1};
+  return cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr),
+                                dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace
+
+bool swiglu_gemm_supported(int device) {
+  int major = 0, minor = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+         major == 9 && minor == 0;
+}
+
+cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
+  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  if (p.rows < 1 || p.k < kBK || p.k % kBK != 0 || p.f < 128 || p.f % 128 != 0 || !aligned(p.x) ||
+      !aligned(p.w_gate_up) || !aligned(p.out)) {
+    return cudaErrorInvalidValue;
+  }
+  int device = 0, sms = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) {
+    return err;
+  }
+  if (!swiglu_gemm_supported(device)) {
+    return cudaErrorInvalidValue;
+  }
+  err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) {
+    return err;
+  }
+  CUtensorMap map_x, map_w, map_out;
+  if (!make_map(&map_x, p.x, p.k, p.rows, kBM) ||
+      !make_map(&map_w, p.w_gate_up, p.k, 2 * p.f, 128) ||
+      !make_map(&map_out, p.out, p.f, p.rows, 64)) {
+    return cudaErrorInvalidValue;
+  }
+  err = cudaFuncSetAttribute(blockrank_swiglu_gemm, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(kSmem));
+  if (err != cudaSuccess) {
+    return err;
+  }
+  const int tiles = ((p.rows + kBM - 1) / kBM) * (p.f / 128);
+  const int ctas = tiles < sms ? tiles : sms;
+  blockrank_swiglu_gemm<<<ctas, kThreads, kSmem, stream>>>(map_x, map_w, map_out, p.rows, p.k, p.f);
+  return cudaGetLastError();
+}
+
+}  // namespace kernels
+}  // namespace blockrank

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+// The gate|up projection of a SwiGLU MLP with the activation in the GEMM's epilogue:
+// out = silu(x Wgᵀ) * (x Wuᵀ), from the merged weight w_gate_up = [Wg; Wu] ([2F, K], HF's gate_proj
+// rows then up_proj rows). The [T, 2F] gate|up product is never written and no separate SiLU·up
+// pass runs. bf16 in and out, fp32 accumulation and epilogue (one bf16 rounding of the product,
+// where the two-step path rounds the GEMM outputs and silu(g) too: the results differ by bf16
+// noise).
+//
+// Hopper only (sm_90a: TMA, wgmma, setmaxnreg): a persistent, warp-specialised kernel, one
+// producer warpgroup issuing TMA loads into a 4-stage mbarrier pipeline and two consumer
+// warpgroups on wgmma.m64n256k16, each 256-column B tile being 128 gate rows and the matching 128
+// up rows so a thread holds gate and up of the same column; the 64 x 128 act tile of each consumer
+// is staged in shared memory and written by a TMA store. Measured against cuBLAS +
+// kernels/layer_ops' silu_mul in bench/gpu/swiglu_gemm.cu (docs/BENCHMARKS.md).
+//
+// Host launchers only; no torch headers (STYLE rule 9).
+#ifndef BLOCKRANK_KERNELS_SWIGLU_GEMM_CUH_
+#define BLOCKRANK_KERNELS_SWIGLU_GEMM_CUH_
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace blockrank {
+namespace kernels {
+
+struct SwigluGemmParams {
+  const void* x;          ///< bf16 [rows, k], row stride k, 16-byte aligned
+  const void* w_gate_up;  ///< bf16 [2 f, k], row stride k: gate rows [0, f), up rows [f, 2 f)
+  void* out;              ///< bf16 [rows, f], row stride f, 16-byte aligned
+  int32_t rows;           ///< >= 1
+  int32_t k;              ///< multiple of 64
+  int32_t f;              ///< multiple of 128
+};
+
+/// True when `device` can run the kernel (compute capability 9.0) and this build has it.
+bool swiglu_gemm_supported(int device);
+
+/// Launches on `stream`. cudaErrorInvalidValue for unsupported shapes, misaligned pointers or a
+/// device without sm_90 (check swiglu_gemm_supported first); else the launch error.
+cudaError_t swiglu_gemm(const SwigluGemmParams& params, cudaStream_t stream);
+
+}  // namespace kernels
+}  // namespace blockrank
+
+#endif  // BLOCKRANK_KERNELS_SWIGLU_GEMM_CUH_

@@ -35,7 +35,11 @@ void AdamW::step(double lr) {
     }
     // torch.optim.AdamW (single-tensor path): decay, moments, bias-corrected update.
     if (options_.weight_decay != 0.0 && p.dim() >= 2) {
-      p.mul_(1.0 - lr * options_.weight_decay);
+      if (options_.decay_to_reference && i < reference_.size() && reference_[i].defined()) {
+        p.sub_(p - reference_[i], lr * options_.weight_decay);
+      } else {
+        p.mul_(1.0 - lr * options_.weight_decay);
+      }
     }
     exp_avg_[i].lerp_(g, 1.0 - options_.beta1);
     exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
@@ -43,6 +47,16 @@ void AdamW::step(double lr) {
     p.addcdiv_(exp_avg_[i], denom, -step_size);
   }
   zero_grad();
+}
+
+void AdamW::set_reference() {
+  c10::NoGradGuard no_grad;
+  reference_.assign(params_.size(), at::Tensor());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].tensor.dim() >= 2) {
+      reference_[i] = params_[i].tensor.detach().clone();
+    }
+  }
 }
 
 void AdamW::zero_grad() {

@@ -31,6 +31,10 @@ struct AdamWOptions {
   double eps = 1e-8;     ///< Default: 1e-8.
   /// Decoupled weight decay, applied to matrices only (not to norms, biases). Default: 0 (§7).
   double weight_decay = 0.0;
+  /// Decay towards the reference weights taken by AdamW::set_reference() (the starting point:
+  /// p <- p - lr · weight_decay · (p - p_ref), "L2-SP") instead of towards zero, so training
+  /// refines an initialisation rather than shrinking it. Default: false.
+  bool decay_to_reference = false;
 };
 
 class AdamW {
@@ -44,6 +48,10 @@ class AdamW {
   /// Drops every parameter's gradient.
   void zero_grad();
 
+  /// Takes a copy of the current matrices as the decay reference (decay_to_reference). Call once
+  /// the parameters hold the starting point; without a reference, decay goes towards zero.
+  void set_reference();
+
   int64_t steps() const { return steps_; }
   /// The moments as ("exp_avg.<name>", t) and ("exp_avg_sq.<name>", t) CPU tensors.
   std::vector<std::pair<std::string, at::Tensor>> state() const;
@@ -54,6 +62,7 @@ class AdamW {
  private:
   std::vector<NamedParameter> params_;
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<at::Tensor> reference_;  ///< per parameter; undefined for non-matrices
   AdamWOptions options_;
   int64_t steps_ = 0;
 };

@@ -104,6 +104,7 @@ Status parse_train_config(const std::string& json_text,
   add("warmup_ratio", &c.warmup_ratio);
   add("min_lr_ratio", &c.min_lr_ratio);
   add("weight_decay", &c.weight_decay);
+  add("weight_decay_to_init", &c.weight_decay_to_init);
   add("beta1", &c.beta1);
   add("beta2", &c.beta2);
   add("adam_eps", &c.adam_eps);
@@ -186,6 +187,9 @@ Status TrainConfig::validate() const {
   }
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && adam_eps > 0)) {
     return bad("'beta1'/'beta2' must be in [0, 1) and 'adam_eps' > 0");
+  }
+  if (weight_decay < 0.0 || (weight_decay_to_init && weight_decay == 0.0)) {
+    return bad("'weight_decay' must be >= 0, and > 0 with 'weight_decay_to_init'");
   }
   if (init != "random" && init != "lexical") {
     return bad("'init' must be \"random\" or \"lexical\"");
@@ -708,7 +712,13 @@ Status train(const TrainConfig& c,
   ao.beta2 = c.beta2;
   ao.eps = c.adam_eps;
   ao.weight_decay = c.weight_decay;
+  ao.decay_to_reference = c.weight_decay_to_init;
   AdamW opt(model.parameters(), ao);
+  // The starting point, before a resume overwrites the weights (a resumed run rebuilds the same
+  // start: the seeded initialisation or the same model_dir).
+  if (c.weight_decay_to_init) {
+    opt.set_reference();
+  }
   const int64_t aux_layer = aux_layer_of(model);
   const CollateOptions co = collate_options(model);
   const c10::Device device = model.options().device;
@@ -727,6 +737,9 @@ Status train(const TrainConfig& c,
       params.push_back(p.tensor.detach());
     }
     BLOCKRANK_RETURN_IF_ERROR(hooks.reducer->broadcast_from_primary(&params));
+    if (c.weight_decay_to_init) {
+      opt.set_reference();  // every rank decays towards the primary's start
+    }
   }
   std::error_code ec;
   if (primary) {

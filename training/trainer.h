@@ -75,6 +75,10 @@ struct TrainConfig {
   double warmup_ratio = 0.01;
   double min_lr_ratio = 0.0;
   double weight_decay = 0.0;
+  /// Decay the matrices towards the starting weights (the initialisation or the loaded model)
+  /// instead of towards zero: training can then only refine that start
+  /// (AdamWOptions::decay_to_reference).
+  bool weight_decay_to_init = false;
   double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
   double max_grad_norm = 1.0;
   double aux_weight = 0.1;  ///< λ (§3.2)

@@ -26,6 +26,7 @@
 #include "test_util.h"
 #include "training/lexical_init.h"
 #include "training/loss.h"
+#include "training/optimizer.h"
 
 namespace blockrank::training {
 namespace {
@@ -397,6 +398,81 @@ TEST(TrainerTest, FreezeKeepsParametersFixed) {
   const Status s = run(c, "", 0, &bad);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("model.layer.0."), std::string::npos) << s.message();
+}
+
+TEST(TrainerTest, AdamWDecaysTowardsTheReference) {
+  for (const bool to_reference : {true, false}) {
+    at::Tensor w = at::randn({4, 3}, at::kDouble);
+    w.set_requires_grad(true);
+    AdamWOptions o;
+    o.weight_decay = 0.5;
+    o.decay_to_reference = to_reference;
+    AdamW opt({NamedParameter{"w", w}}, o);
+    const at::Tensor start = w.detach().clone();
+    opt.set_reference();
+    {
+      at::NoGradGuard no_grad;
+      w.add_(1.0);  // training moved it away from the start
+    }
+    w.mutable_grad() = at::zeros_like(w);  // no gradient step: only the decay acts
+    opt.step(0.1);
+    const at::Tensor expected = to_reference ? start + 1.0 - 0.05 : (start + 1.0) * 0.95;
+    EXPECT_TRUE(at::allclose(w.detach(), expected, 1e-12, 1e-12))
+        << "to_reference " << to_reference;
+  }
+}
+
+// Training with a strong pull towards the start stays near it; plain weight decay of the same
+// strength shrinks the weights instead; without decay they drift further.
+TEST(TrainerTest, WeightDecayToInitKeepsTheStart) {
+  blockrank::testing::TempDir tmp;
+  TrainConfig base = tiny_config(tmp, "out");
+  base.max_steps = 20;
+  std::unique_ptr<TrainableModel> fresh;
+  ASSERT_OK(create_model(base, &fresh));
+  std::map<std::string, at::Tensor> start;
+  for (const NamedParameter& p : fresh->parameters()) {
+    start[p.name] = p.tensor.clone();
+  }
+  // Mean |p - p0| and mean |p| over the matrices after training with `c`.
+  auto measure = [&](TrainConfig c, const std::string& out, double* drift, double* size) {
+    c.output_dir = tmp.file(out);
+    TrainRun r;
+    ASSERT_OK(run(c, "", 0, &r));
+    double d = 0, m = 0;
+    int64_t n = 0;
+    for (const NamedParameter& p : r.model->parameters()) {
+      if (p.tensor.dim() >= 2) {
+        d += (p.tensor - start.at(p.name)).abs().sum().item<double>();
+        m += p.tensor.abs().sum().item<double>();
+        n += p.tensor.numel();
+      }
+    }
+    *drift = d / static_cast<double>(n);
+    *size = m / static_cast<double>(n);
+  };
+  TrainConfig pull = base, shrink = base, none = base;
+  pull.weight_decay = shrink.weight_decay = 1.0 / base.lr;  // lr · wd = 1 at the peak
+  pull.weight_decay_to_init = true;
+  none.weight_decay = 0.0;
+  double pull_drift = 0, pull_size = 0, shrink_drift = 0, shrink_size = 0, none_drift = 0,
+         none_size = 0;
+  measure(pull, "pull", &pull_drift, &pull_size);
+  measure(shrink, "shrink", &shrink_drift, &shrink_size);
+  measure(none, "none", &none_drift, &none_size);
+  std::printf("drift: to init %.3e, to zero %.3e, none %.3e; size %.3e / %.3e / %.3e\n", pull_drift,
+              shrink_drift, none_drift, pull_size, shrink_size, none_size);
+  EXPECT_LT(pull_drift, 0.5 * none_drift);
+  EXPECT_LT(shrink_size, 0.5 * pull_size);
+
+  TrainConfig bad = base;
+  bad.weight_decay = 0.0;
+  bad.weight_decay_to_init = true;
+  bad.output_dir = tmp.file("bad");
+  TrainRun r;
+  const Status s = run(bad, "", 0, &r);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("weight_decay_to_init"), std::string::npos) << s.message();
 }
 
 }  // namespace

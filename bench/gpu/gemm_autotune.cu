@@ -5,9 +5,10 @@
 // at::addmm_ call) against every algorithm cuBLASLt's heuristic offers, then the whole 20-layer
 // sequence (80 GEMMs) with the default vs the per-shape best, alternated so the GPU's clock drift
 // under load hits both alike; then the merged gate|up GEMM against its two halves as separate
-// GEMMs into the same output. Standalone (CUDA runtime + cuBLAS only), built on the GPU machine:
-//   nvcc -O2 -std=c++17 -arch=sm_90 bench/gpu/gemm_autotune.cu -lcublasLt -lcublas -o gemm_autotune
-//   ./gemm_autotune [T=12896] [layers=20]
+// GEMMs into the same output. Standalone (CUDA runtime + cuBLAS only), built on the GPU machine
+// from the repository root:
+//   nvcc -O2 -std=c++17 -arch=sm_90 -I. bench/gpu/gemm_autotune.cu -lcublasLt -lcublas -o ga
+//   ./ga [T=12896] [layers=20]
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -17,24 +18,12 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#define CHECK_CUDA(x)                                                                 \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
-#define CHECK_BLAS(x)                                                           \
-  do {                                                                          \
-    int s_ = static_cast<int>(x);                                               \
-    if (s_ != 0) {                                                              \
-      std::fprintf(stderr, "%s:%d cublas status %d\n", __FILE__, __LINE__, s_); \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
+#include "bench/gpu/cuda_bench_util.cuh"
 
 namespace {
+
+using blockrank::bench::fill_random_bf16;
+using blockrank::bench::time_ms;
 
 struct Shape {
   const char* name;
@@ -53,56 +42,26 @@ struct Gemm {
 
 constexpr size_t kWorkspace = size_t{32} << 20;
 
-__global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    p[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.f - 0.5f) * 0.1f);
-  }
-}
-
 void* alloc_random(size_t elems, unsigned seed) {
   void* p = nullptr;
-  CHECK_CUDA(cudaMalloc(&p, elems * 2));
-  fill<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), elems, seed);
+  BENCH_CHECK_CUDA(cudaMalloc(&p, elems * 2));
+  fill_random_bf16<<<1024, 256>>>(static_cast<__nv_bfloat16*>(p), elems, seed, 0.1f);
   return p;
 }
 
 void run_default(cublasHandle_t h, const Gemm& g) {
   const float one = 1.f, zero = 0.f;
   // Column-major view: outᵀ [n, T] = W [n, k] (stored k x n, transposed) * xᵀ [k, T].
-  CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.s.n, g.t, g.s.k, &one, g.w, CUDA_R_16BF,
-                          g.s.k, g.x, CUDA_R_16BF, g.s.k, &zero, g.out, CUDA_R_16BF, g.s.n,
-                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  BENCH_CHECK_STATUS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.s.n, g.t, g.s.k, &one, g.w,
+                                  CUDA_R_16BF, g.s.k, g.x, CUDA_R_16BF, g.s.k, &zero, g.out,
+                                  CUDA_R_16BF, g.s.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void run_lt(cublasLtHandle_t lt, const Gemm& g, int i, void* ws, cudaStream_t st) {
   const float one = 1.f, zero = 0.f;
-  CHECK_BLAS(cublasLtMatmul(lt, g.desc, &one, g.w, g.a, g.x, g.b, &zero, g.out, g.c, g.out, g.c,
-                            &g.algos[static_cast<size_t>(i)].algo, ws, kWorkspace, st));
-}
-
-template <typename F>
-float time_ms(F&& f, int warm, int reps) {
-  for (int i = 0; i < warm; ++i) {
-    f();
-  }
-  cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
-  CHECK_CUDA(cudaEventRecord(e0));
-  for (int i = 0; i < reps; ++i) {
-    f();
-  }
-  CHECK_CUDA(cudaEventRecord(e1));
-  CHECK_CUDA(cudaEventSynchronize(e1));
-  float ms = 0;
-  CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return ms / reps;
+  BENCH_CHECK_STATUS(cublasLtMatmul(lt, g.desc, &one, g.w, g.a, g.x, g.b, &zero, g.out, g.c, g.out,
+                                    g.c, &g.algos[static_cast<size_t>(i)].algo, ws, kWorkspace,
+                                    st));
 }
 
 }  // namespace
@@ -114,11 +73,11 @@ int main(int argc, char** argv) {
       {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
   cublasHandle_t h;
   cublasLtHandle_t lt;
-  CHECK_BLAS(cublasCreate(&h));
-  CHECK_BLAS(cublasLtCreate(&lt));
+  BENCH_CHECK_STATUS(cublasCreate(&h));
+  BENCH_CHECK_STATUS(cublasLtCreate(&lt));
   void* ws = nullptr;
-  CHECK_CUDA(cudaMalloc(&ws, kWorkspace));
-  CHECK_BLAS(cublasSetWorkspace(h, ws, kWorkspace));
+  BENCH_CHECK_CUDA(cudaMalloc(&ws, kWorkspace));
+  BENCH_CHECK_STATUS(cublasSetWorkspace(h, ws, kWorkspace));
   std::vector<Gemm> gemms;
   unsigned seed = 1;
   for (const Shape& s : shapes) {
@@ -127,26 +86,27 @@ int main(int argc, char** argv) {
     g.t = t;
     g.x = alloc_random(size_t{static_cast<size_t>(t)} * s.k, seed++);
     g.w = alloc_random(size_t{static_cast<size_t>(s.n)} * s.k, seed++);
-    CHECK_CUDA(cudaMalloc(&g.out, size_t{static_cast<size_t>(t)} * s.n * 2));
-    CHECK_BLAS(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    BENCH_CHECK_CUDA(cudaMalloc(&g.out, size_t{static_cast<size_t>(t)} * s.n * 2));
+    BENCH_CHECK_STATUS(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t ta = CUBLAS_OP_T;
-    CHECK_BLAS(cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, s.k, s.n, s.k));
-    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, s.k, t, s.k));
-    CHECK_BLAS(cublasLtMatrixLayoutCreate(&g.c, CUDA_R_16BF, s.n, t, s.n));
+    BENCH_CHECK_STATUS(
+        cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    BENCH_CHECK_STATUS(cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, s.k, s.n, s.k));
+    BENCH_CHECK_STATUS(cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, s.k, t, s.k));
+    BENCH_CHECK_STATUS(cublasLtMatrixLayoutCreate(&g.c, CUDA_R_16BF, s.n, t, s.n));
     cublasLtMatmulPreference_t pref;
-    CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
-    CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &kWorkspace, sizeof kWorkspace));
+    BENCH_CHECK_STATUS(cublasLtMatmulPreferenceCreate(&pref));
+    BENCH_CHECK_STATUS(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspace, sizeof kWorkspace));
     g.algos.resize(32);
     int found = 0;
-    CHECK_BLAS(cublasLtMatmulAlgoGetHeuristic(lt, g.desc, g.a, g.b, g.c, g.c, pref, 32,
-                                              g.algos.data(), &found));
+    BENCH_CHECK_STATUS(cublasLtMatmulAlgoGetHeuristic(lt, g.desc, g.a, g.b, g.c, g.c, pref, 32,
+                                                      g.algos.data(), &found));
     g.algos.resize(static_cast<size_t>(found));
     cublasLtMatmulPreferenceDestroy(pref);
     gemms.push_back(g);
   }
-  CHECK_CUDA(cudaDeviceSynchronize());
+  BENCH_CHECK_CUDA(cudaDeviceSynchronize());
   std::printf("T = %d, %d layers\n\n| GEMM | algorithm | ms | TFLOP/s | vs cublasGemmEx |\n", t,
               layers);
   std::printf("| --- | --- | --- | --- | --- |\n");
@@ -195,9 +155,10 @@ int main(int argc, char** argv) {
       const auto* w =
           static_cast<const __nv_bfloat16*>(gu.w) + static_cast<size_t>(half) * f * gu.s.k;
       auto* out = static_cast<__nv_bfloat16*>(gu.out) + static_cast<size_t>(half) * f;
-      CHECK_BLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, f, t, gu.s.k, &one, w, CUDA_R_16BF,
-                              gu.s.k, gu.x, CUDA_R_16BF, gu.s.k, &zero, out, CUDA_R_16BF, gu.s.n,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      BENCH_CHECK_STATUS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, f, t, gu.s.k, &one, w,
+                                      CUDA_R_16BF, gu.s.k, gu.x, CUDA_R_16BF, gu.s.k, &zero, out,
+                                      CUDA_R_16BF, gu.s.n, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
     }
   };
   const double gu_flop = 2.0 * t * gu.s.n * gu.s.k;

@@ -18,57 +18,14 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "bench/gpu/cuda_bench_util.cuh"
 #include "kernels/layer_ops.cuh"
 #include "kernels/swiglu_gemm.cuh"
 
-#define CHECK_CUDA(x)                                                                 \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
-#define CHECK_OK(x)                                                      \
-  do {                                                                   \
-    int s_ = static_cast<int>(x);                                        \
-    if (s_ != 0) {                                                       \
-      std::fprintf(stderr, "%s:%d status %d\n", __FILE__, __LINE__, s_); \
-      std::exit(1);                                                      \
-    }                                                                    \
-  } while (0)
-
 namespace {
 
-__global__ void fill(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    p[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.f - 0.5f) * scale);
-  }
-}
-
-template <typename F>
-float time_ms(F&& f, int warm, int reps) {
-  for (int i = 0; i < warm; ++i) {
-    f();
-  }
-  cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
-  CHECK_CUDA(cudaEventRecord(e0));
-  for (int i = 0; i < reps; ++i) {
-    f();
-  }
-  CHECK_CUDA(cudaEventRecord(e1));
-  CHECK_CUDA(cudaEventSynchronize(e1));
-  float ms = 0;
-  CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-  return ms / reps;
-}
+using blockrank::bench::fill_random_bf16;
+using blockrank::bench::time_ms;
 
 }  // namespace
 
@@ -80,20 +37,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   __nv_bfloat16 *x, *w, *gu, *ref, *act;
-  CHECK_CUDA(cudaMalloc(&x, size_t{2} * t * k));
-  CHECK_CUDA(cudaMalloc(&w, size_t{2} * 2 * f * k));
-  CHECK_CUDA(cudaMalloc(&gu, size_t{2} * t * 2 * f));
-  CHECK_CUDA(cudaMalloc(&ref, size_t{2} * t * f));
-  CHECK_CUDA(cudaMalloc(&act, size_t{2} * t * f));
-  fill<<<1024, 256>>>(x, size_t{1} * t * k, 1, 2.0f);
-  fill<<<1024, 256>>>(w, size_t{2} * f * k, 2, 0.1f);
+  BENCH_CHECK_CUDA(cudaMalloc(&x, size_t{2} * t * k));
+  BENCH_CHECK_CUDA(cudaMalloc(&w, size_t{2} * 2 * f * k));
+  BENCH_CHECK_CUDA(cudaMalloc(&gu, size_t{2} * t * 2 * f));
+  BENCH_CHECK_CUDA(cudaMalloc(&ref, size_t{2} * t * f));
+  BENCH_CHECK_CUDA(cudaMalloc(&act, size_t{2} * t * f));
+  fill_random_bf16<<<1024, 256>>>(x, size_t{1} * t * k, 1, 2.0f);
+  fill_random_bf16<<<1024, 256>>>(w, size_t{2} * f * k, 2, 0.1f);
   cublasHandle_t h;
-  CHECK_OK(cublasCreate(&h));
+  BENCH_CHECK_STATUS(cublasCreate(&h));
   auto reference = [&] {
     const float one = 1.f, zero = 0.f;
-    CHECK_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 2 * f, t, k, &one, w, CUDA_R_16BF, k, x,
-                          CUDA_R_16BF, k, &zero, gu, CUDA_R_16BF, 2 * f, CUBLAS_COMPUTE_32F,
-                          CUBLAS_GEMM_DEFAULT));
+    BENCH_CHECK_STATUS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 2 * f, t, k, &one, w, CUDA_R_16BF,
+                                    k, x, CUDA_R_16BF, k, &zero, gu, CUDA_R_16BF, 2 * f,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     blockrank::kernels::SiluMulParams p{};
     p.gate_up = gu;
     p.out = ref;
@@ -101,7 +58,7 @@ int main(int argc, char** argv) {
     p.out_row_stride = f;
     p.rows = t;
     p.cols = f;
-    CHECK_CUDA(blockrank::kernels::silu_mul(p, nullptr));
+    BENCH_CHECK_CUDA(blockrank::kernels::silu_mul(p, nullptr));
   };
   blockrank::kernels::SwigluGemmParams sp{};
   sp.x = x;
@@ -110,19 +67,19 @@ int main(int argc, char** argv) {
   sp.rows = t;
   sp.k = k;
   sp.f = f;
-  auto fused = [&] { CHECK_CUDA(blockrank::kernels::swiglu_gemm(sp, nullptr)); };
+  auto fused = [&] { BENCH_CHECK_CUDA(blockrank::kernels::swiglu_gemm(sp, nullptr)); };
   reference();
-  CHECK_CUDA(cudaMemset(act, 0xff, size_t{2} * t * f));  // NaN: unwritten shows up
+  BENCH_CHECK_CUDA(cudaMemset(act, 0xff, size_t{2} * t * f));  // NaN: unwritten shows up
   fused();
-  CHECK_CUDA(cudaDeviceSynchronize());
+  BENCH_CHECK_CUDA(cudaDeviceSynchronize());
   std::vector<__nv_bfloat16> a(static_cast<size_t>(f)), b(static_cast<size_t>(f));
   double num = 0, den = 0;
   long nans = 0;
   for (int row = 0; row < t; row += std::max(1, t / 97)) {
     for (const int rr : {row, t - 1 - row}) {
-      CHECK_CUDA(
+      BENCH_CHECK_CUDA(
           cudaMemcpy(a.data(), act + static_cast<size_t>(rr) * f, 2 * f, cudaMemcpyDeviceToHost));
-      CHECK_CUDA(
+      BENCH_CHECK_CUDA(
           cudaMemcpy(b.data(), ref + static_cast<size_t>(rr) * f, 2 * f, cudaMemcpyDeviceToHost));
       for (int i = 0; i < f; ++i) {
         const double va = __bfloat162float(a[i]), vb = __bfloat162float(b[i]);

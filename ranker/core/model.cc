@@ -122,6 +122,16 @@ at::Tensor document_scores_from_logits(const at::Tensor& doc_logits,
 
 namespace {
 
+// A developer switch of the GPU layer loop read from the environment (A/B runs of the benchmarks):
+// unset or empty gives `default_on`, "0" turns it off, anything else on.
+bool env_switch(const char* name, bool default_on) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    return default_on;
+  }
+  return std::string(v) != "0";
+}
+
 struct LayerWeights {
   at::Tensor input_norm, post_norm;
   at::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
@@ -659,10 +669,7 @@ void Model::Impl::merge_for_cuda() {
 
 bool Model::Impl::fused_layers_usable() const {
   // BLOCKRANK_FUSED_LAYERS=0 keeps the ATen elementwise steps (A/B runs of the GPU benchmark).
-  static const bool enabled = [] {
-    const char* v = std::getenv("BLOCKRANK_FUSED_LAYERS");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool enabled = env_switch("BLOCKRANK_FUSED_LAYERS", true);
   return enabled && !layers.empty() && layers.front().qkv_w.defined() &&
          config.hidden_size % 8 == 0 && config.intermediate_size % 8 == 0;
 }
@@ -698,26 +705,17 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     *present = at::empty({num_layers, 2, hkv, l0, d}, x.options());
   }
   // BLOCKRANK_PROFILE_LAYERS=1: GPU time per stage on stderr (bench/gpu/NOTES.md).
-  static const bool profile = [] {
-    const char* v = std::getenv("BLOCKRANK_PROFILE_LAYERS");
-    return v != nullptr && *v != '\0' && std::string(v) != "0";
-  }();
+  static const bool profile = env_switch("BLOCKRANK_PROFILE_LAYERS", false);
   // The O and down projections accumulate into the residual stream x in the GEMM (cuBLAS beta =
   // 1: one fp32 add, one bf16 rounding), so the norm after each reads x once and writes only its
   // output (4 passes over [T, hidden] -> 2). BLOCKRANK_GEMM_RESIDUAL=0: separate GEMM output,
   // added in the norm kernel (A/B runs of the GPU benchmark).
-  static const bool gemm_residual = [] {
-    const char* v = std::getenv("BLOCKRANK_GEMM_RESIDUAL");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool gemm_residual = env_switch("BLOCKRANK_GEMM_RESIDUAL", true);
   // BLOCKRANK_SWIGLU_GEMM=1: the gate|up GEMM with SiLU·up in its epilogue (kernels/swiglu_gemm,
   // Hopper) instead of cuBLAS + silu_mul. Off by default until it is measured end to end: alone it
   // is 1.22-1.28x faster at the Qwen2.5-0.5B shape and 0.93-1.05x at Mistral-7B's
   // (docs/BENCHMARKS.md).
-  static const bool swiglu_gemm = [] {
-    const char* v = std::getenv("BLOCKRANK_SWIGLU_GEMM");
-    return v != nullptr && std::string(v) == "1";
-  }();
+  static const bool swiglu_gemm = env_switch("BLOCKRANK_SWIGLU_GEMM", false);
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {

@@ -711,11 +711,13 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // output (4 passes over [T, hidden] -> 2). BLOCKRANK_GEMM_RESIDUAL=0: separate GEMM output,
   // added in the norm kernel (A/B runs of the GPU benchmark).
   static const bool gemm_residual = env_switch("BLOCKRANK_GEMM_RESIDUAL", true);
-  // BLOCKRANK_SWIGLU_GEMM=1: the gate|up GEMM with SiLU·up in its epilogue (kernels/swiglu_gemm,
-  // Hopper) instead of cuBLAS + silu_mul. Off by default until it is measured end to end: alone it
-  // is 1.22-1.28x faster at the Qwen2.5-0.5B shape and 0.93-1.05x at Mistral-7B's
-  // (docs/BENCHMARKS.md).
-  static const bool swiglu_gemm = env_switch("BLOCKRANK_SWIGLU_GEMM", false);
+  // The gate|up GEMM with SiLU·up in its epilogue (kernels/swiglu_gemm, Hopper; used where
+  // cuda_swiglu_gemm_usable) instead of cuBLAS + silu_mul. End to end on the H200
+  // (docs/BENCHMARKS.md, "SwiGLU GEMM on by default"): Qwen2.5-0.5B shape N = 100 13.1-13.6
+  // -> 12.1-12.2 ms, N = 500 62.0-62.7 -> 57.6-57.7 ms; Mistral-7B shape N = 100 181.5-183.0 ->
+  // 178.0-180.8 ms, N = 500 889.8-890.9 -> 892.2-893.1 ms (+0.3%). BLOCKRANK_SWIGLU_GEMM=0: cuBLAS
+  // + silu_mul (A/B runs).
+  static const bool swiglu_gemm = env_switch("BLOCKRANK_SWIGLU_GEMM", true);
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {

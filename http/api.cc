@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "http/api.h"
 
+#include <unistd.h>
+
+#include "plugin/base/line_reader.h"
 #include "plugin/base/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -97,6 +100,18 @@ Status parse_search_request(const std::string& body,
   BLOCKRANK_RETURN_IF_ERROR(get_int(j, "k", 1, limits.max_results, &out->k));
   BLOCKRANK_RETURN_IF_ERROR(get_int(j, "candidates", 1, limits.max_results, &out->candidates));
   BLOCKRANK_RETURN_IF_ERROR(get_bool(j, "rerank", &out->rerank));
+  std::string fusion;
+  BLOCKRANK_RETURN_IF_ERROR(get_string(j, "fusion", /*required=*/false, &fusion));
+  if (const auto it = j.find("fusion"); it != j.end() && !it->is_null()) {
+    StatusOr<FusionOptions> f = parse_fusion(fusion);
+    if (!f.is_ok()) {
+      return Status::invalid_argument("field 'fusion': " + f.status().message() +
+                                      " (expected \"rerank\" or \"interpolate:ALPHA\", ALPHA in "
+                                      "[0, 1])");
+    }
+    out->has_fusion = true;
+    out->fusion = *f;
+  }
   return Status::ok();
 }
 
@@ -215,12 +230,18 @@ std::string to_json(const SearchApiResponse& r) {
                        {"bm25_score", h.bm25_score},
                        {"title", h.title},
                        {"snippet", h.snippet}});
+    if (r.reranked) {
+      results.back()["rerank_score"] = h.rerank_score;
+    }
   }
   json out = {
       {"results", results},
       {"reranked", r.reranked},
       {"timings",
        {{"retrieve_ms", r.retrieve_ms}, {"rerank_ms", r.rerank_ms}, {"total_ms", r.total_ms}}}};
+  if (r.reranked) {
+    out["fusion"] = r.fusion;
+  }
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -270,6 +291,36 @@ std::string simple_json(const std::vector<std::pair<std::string, double>>& numbe
     out[k] = v;
   }
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+StatusOr<FusionOptions> model_fusion(const std::string& model_dir) {
+  const std::string path = model_dir + "/blockrank.json";
+  std::string text;
+  if (::access(path.c_str(), F_OK) != 0) {
+    return FusionOptions();  // no blockrank.json: the defaults, pure rerank
+  }
+  BLOCKRANK_RETURN_IF_ERROR(read_file(path, &text));
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    return Status::invalid_argument(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) {
+    return Status::invalid_argument(path + ": top level must be an object");
+  }
+  std::string fusion;
+  BLOCKRANK_RETURN_IF_ERROR(
+      get_string(j, "fusion", /*required=*/false, &fusion).with_context(path));
+  if (fusion.empty()) {
+    return FusionOptions();
+  }
+  StatusOr<FusionOptions> f = parse_fusion(fusion);
+  if (!f.is_ok()) {
+    return Status::invalid_argument(path + ": field 'fusion': " + f.status().message() +
+                                    " (expected \"rerank\" or \"interpolate:ALPHA\")");
+  }
+  return f;
 }
 
 }  // namespace blockrank

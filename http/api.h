@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "blockrank/fusion.h"
 #include "blockrank/status.h"
 #include "indexer/corpus_reader.h"
 #include "plugin/base/rerank_backend.h"
@@ -30,14 +31,19 @@ struct SearchApiRequest {
   int k = 10;
   int candidates = 100;
   bool rerank = true;
+  /// "fusion": "rerank" or "interpolate:ALPHA" for this request (blockrank/fusion.h); absent:
+  /// the server's (ServerOptions::fusion).
+  bool has_fusion = false;
+  FusionOptions fusion;
 };
 
 struct SearchApiHit {
   int rank = 0;
   int bm25_rank = 0;
   std::string doc_id;
-  double score = 0;  ///< reranker score when reranked, else the BM25 score
+  double score = 0;  ///< the fused score when reranked (see fusion), else the BM25 score
   double bm25_score = 0;
+  double rerank_score = 0;  ///< the reranker's own score (only when reranked)
   std::string title;
   std::string snippet;
 };
@@ -45,6 +51,7 @@ struct SearchApiHit {
 struct SearchApiResponse {
   std::vector<SearchApiHit> results;
   bool reranked = false;
+  std::string fusion;  ///< fusion_name() of the fusion that ordered the results (when reranked)
   double retrieve_ms = 0, rerank_ms = 0, total_ms = 0;
 };
 
@@ -96,6 +103,12 @@ std::string simple_json(const std::vector<std::pair<std::string, double>>& numbe
 const std::string& openapi_json();
 /// The search page served at GET /.
 const std::string& search_page_html();
+
+/// The fusion a model directory recommends: the "fusion" field of `model_dir`/blockrank.json
+/// ("rerank" or "interpolate:ALPHA", e.g. the BM25 weight the shipped model was tuned with);
+/// kRerank when the file or the field is absent. kInvalidArgument naming the file and the field
+/// for a file that is not a JSON object or a value parse_fusion rejects.
+StatusOr<FusionOptions> model_fusion(const std::string& model_dir);
 
 }  // namespace blockrank
 

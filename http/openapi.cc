@@ -43,12 +43,14 @@ const std::string& openapi_json() {
         "query": {"type": "string", "minLength": 1, "maxLength": 16384},
         "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
         "candidates": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100, "description": "BM25 candidates given to the reranker"},
-        "rerank": {"type": "boolean", "default": true}}},
+        "rerank": {"type": "boolean", "default": true},
+        "fusion": {"type": "string", "pattern": "^(rerank|interpolate(:[0-9.]+)?)$", "description": "How reranked candidates are ordered: rerank (the model's scores) or interpolate:ALPHA (ALPHA x min-max BM25 + (1 - ALPHA) x min-max model score); default: the server's --fusion"}}},
       "SearchResponse": {"type": "object", "properties": {
         "reranked": {"type": "boolean"},
+        "fusion": {"type": "string", "description": "The fusion that ordered the results (when reranked)"},
         "results": {"type": "array", "items": {"type": "object", "properties": {
           "rank": {"type": "integer"}, "bm25_rank": {"type": "integer"}, "doc_id": {"type": "string"},
-          "score": {"type": "number"}, "bm25_score": {"type": "number"}, "title": {"type": "string"}, "snippet": {"type": "string"}}}},
+          "score": {"type": "number", "description": "The fused score when reranked, else BM25's"}, "bm25_score": {"type": "number"}, "rerank_score": {"type": "number", "description": "The reranker's own score (when reranked)"}, "title": {"type": "string"}, "snippet": {"type": "string"}}}},
         "timings": {"type": "object", "properties": {"retrieve_ms": {"type": "number"}, "rerank_ms": {"type": "number"}, "total_ms": {"type": "number"}}}}},
       "RerankRequest": {"type": "object", "required": ["query", "documents"], "properties": {
         "model": {"type": "string"},

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "http/api.h"
 #include "http/search_service.h"
 #include "http/server.h"
 #include "plugin/base/cli_command.h"
@@ -28,6 +29,7 @@ struct ServeArgs {
   int replicas = 1;
   std::string dtype = "auto";
   int model_threads = 0;
+  std::string fusion = "model";  // "model" (blockrank.json's "fusion"), "rerank", "interpolate:A"
   ServerOptions server;
   double k1 = SearchOptions().bm25_k1;
   double b = SearchOptions().bm25_b;
@@ -117,12 +119,30 @@ Status serve(const ServeArgs& a, const std::shared_ptr<Logger>& logger) {
   } else if (!a.gpus.empty() || !a.devices.empty() || a.replicas != 1) {
     return Status::invalid_argument("--gpus, --devices and --replicas need --model");
   }
+  ServerOptions opts = a.server;
+  if (a.fusion == "model") {
+    if (!a.model.empty()) {
+      StatusOr<FusionOptions> f = model_fusion(a.model);
+      BLOCKRANK_RETURN_IF_ERROR(f.status());
+      opts.fusion = *f;
+    }
+  } else {
+    StatusOr<FusionOptions> f = parse_fusion(a.fusion);
+    if (!f.is_ok()) {
+      return Status::invalid_argument("--fusion '" + a.fusion + "': " + f.status().message() +
+                                      " (expected model, rerank or interpolate:ALPHA)");
+    }
+    opts.fusion = *f;
+  }
+  if (!a.model.empty()) {
+    BLOCKRANK_LOG_INFO(logger, "search orders reranked candidates by %s",
+                       fusion_name(opts.fusion).c_str());
+  }
   SearchOptions so;
   so.bm25_k1 = a.k1;
   so.bm25_b = a.b;
   std::unique_ptr<SearchService> search;
   BLOCKRANK_RETURN_IF_ERROR(SearchService::open(a.db, so, logger, &search));
-  ServerOptions opts = a.server;
   opts.logger = logger;
   std::unique_ptr<Server> server;
   BLOCKRANK_RETURN_IF_ERROR(Server::start(opts, search.get(), replicas, &server));
@@ -163,6 +183,11 @@ void add_serve_command(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--dtype", a->dtype, "Model dtype: auto, float32, bfloat16")
       ->capture_default_str();
   cmd->add_option("--model-threads", a->model_threads, "CPU threads for the model (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--fusion", a->fusion,
+                  "How search orders reranked candidates: model (the model's blockrank.json "
+                  "\"fusion\", else rerank), rerank, or interpolate:ALPHA (BM25 weight of min-max "
+                  "scores); a request's \"fusion\" overrides it")
       ->capture_default_str();
   cmd->add_option("--host", a->server.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", a->server.port, "Port (0: any free port)")->capture_default_str();

@@ -394,14 +394,26 @@ void Server::Impl::handle_search(const std::string& body, std::function<void(Rep
   }
   auto response = std::make_shared<SearchApiResponse>();
   response->retrieve_ms = ms_since(t0);
-  auto finish = [response, hits, t0, k = req.k](const std::vector<float>* scores) {
+  const FusionOptions fusion = req.has_fusion ? req.fusion : options.fusion;
+  auto finish = [response, hits, t0, k = req.k, fusion](const std::vector<float>* scores) {
     std::vector<size_t> order(hits->size());
     for (size_t i = 0; i < order.size(); ++i) {
       order[i] = i;
     }
+    std::vector<double> final_scores;
     if (scores != nullptr) {
+      std::vector<double> first(hits->size()), model(scores->begin(), scores->end());
+      for (size_t i = 0; i < hits->size(); ++i) {
+        first[i] = (*hits)[i].score;
+      }
+      StatusOr<std::vector<double>> fused = fuse_scores(first, model, fusion);
+      if (!fused.is_ok()) {  // a non-finite model score: an error, not a silently wrong order
+        return error_reply(
+            Status::internal("fusing BM25 and reranker scores: " + fused.status().message()));
+      }
+      final_scores = std::move(*fused);
       std::stable_sort(order.begin(), order.end(),
-                       [&](size_t a, size_t b) { return (*scores)[a] > (*scores)[b]; });
+                       [&](size_t a, size_t b) { return final_scores[a] > final_scores[b]; });
     }
     for (size_t i = 0; i < order.size() && static_cast<int>(i) < k; ++i) {
       const SearchHit& h = (*hits)[order[i]];
@@ -410,12 +422,14 @@ void Server::Impl::handle_search(const std::string& body, std::function<void(Rep
       out.bm25_rank = h.rank;
       out.doc_id = h.id;
       out.bm25_score = h.score;
-      out.score = scores != nullptr ? (*scores)[order[i]] : h.score;
+      out.score = scores != nullptr ? final_scores[order[i]] : h.score;
+      out.rerank_score = scores != nullptr ? (*scores)[order[i]] : 0.0;
       out.title = h.title;
       out.snippet = h.snippet;
       response->results.push_back(std::move(out));
     }
     response->reranked = scores != nullptr;
+    response->fusion = fusion_name(fusion);
     response->total_ms = ms_since(t0);
     Reply r;
     r.body = to_json(*response);
@@ -546,7 +560,7 @@ Status ServerOptions::validate() const {
     return Status::invalid_argument(
         "io threads, queue capacity, max batch and request timeout must be positive");
   }
-  return Status::ok();
+  return fusion.validate();
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

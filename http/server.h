@@ -39,6 +39,10 @@ struct ServerOptions {
   int request_timeout_ms = 30000;
   /// Snippet length in search results. Default: 200.
   size_t snippet_bytes = 200;
+  /// How /v1/search orders reranked candidates (blockrank/fusion.h): the reranker's scores alone,
+  /// or interpolated with BM25's; a request's "fusion" field overrides it. `blockrank serve` sets
+  /// the model's recommendation (model_fusion). Default: kRerank.
+  FusionOptions fusion;
   std::shared_ptr<Logger> logger = Logger::null_logger();
   Status validate() const;
 };

@@ -14,12 +14,14 @@
 #include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
 
+#include "http/api.h"
 #include "http/search_service.h"
 #include "http/server.h"
 #include "indexer/index_writer.h"
 #include "test_util.h"
 
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
 namespace blockrank {
 namespace {
@@ -228,6 +230,92 @@ TEST_F(HttpTest, SearchBm25AndReranked) {
   }
 }
 
+// The fusion of BM25 and reranker scores: the server's default, a request's override, and the
+// scores it reports (score = fused, rerank_score = the model's, bm25_score = BM25's).
+TEST_F(HttpTest, SearchFusionOrdersByServerDefaultOrRequest) {
+  const std::string query = R"("query": "the moon and the sun", "k": 8, "candidates": 20)";
+  // Default server: pure rerank, ordered by the model's score.
+  Response r = post(port_, "/v1/search", "{" + query + "}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["fusion"], "rerank");
+  ASSERT_GE(j["results"].size(), 3u);
+  for (size_t i = 0; i < j["results"].size(); ++i) {
+    const json& h = j["results"][i];
+    EXPECT_DOUBLE_EQ(h["score"].get<double>(), h["rerank_score"].get<double>());
+    if (i > 0) {
+      EXPECT_GE(j["results"][i - 1]["rerank_score"].get<double>(), h["rerank_score"].get<double>());
+    }
+  }
+  bool reordered = false;  // the fake model's order differs from BM25's somewhere in the top 8
+  for (const json& h : j["results"]) {
+    reordered = reordered || h["rank"] != h["bm25_rank"];
+  }
+  EXPECT_TRUE(reordered) << r.body;
+
+  // interpolate:1 is BM25's order; the score is the fused one, the model's is still reported.
+  r = post(port_, "/v1/search", "{" + query + R"(, "fusion": "interpolate:1"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = json::parse(r.body);
+  EXPECT_EQ(j["fusion"], "interpolate:1");
+  for (const json& h : j["results"]) {
+    EXPECT_EQ(h["rank"], h["bm25_rank"]) << r.body;
+    EXPECT_TRUE(h.contains("rerank_score"));
+    EXPECT_GE(h["score"].get<double>(), 0.0);
+    EXPECT_LE(h["score"].get<double>(), 1.0);
+  }
+  EXPECT_DOUBLE_EQ(j["results"][0]["score"].get<double>(), 1.0);  // min-max: the top BM25 hit
+
+  // A server whose default is interpolate:0.5: the fused score is 0.5 x BM25 + 0.5 x model, each
+  // min-max normalised over the 20 candidates, so it lies in [0, 1] and orders the results.
+  stop();
+  ServerOptions options;
+  options.fusion.method = FusionMethod::kInterpolate;
+  options.fusion.alpha = 0.5;
+  start(/*with_model=*/true, options);
+  r = post(port_, "/v1/search", "{" + query + "}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = json::parse(r.body);
+  EXPECT_EQ(j["fusion"], "interpolate:0.5");
+  for (size_t i = 1; i < j["results"].size(); ++i) {
+    EXPECT_GE(j["results"][i - 1]["score"].get<double>(), j["results"][i]["score"].get<double>());
+  }
+  // BM25 only: no fusion field, no rerank_score.
+  r = post(port_, "/v1/search", "{" + query + R"(, "rerank": false})");
+  j = json::parse(r.body);
+  EXPECT_FALSE(j.contains("fusion"));
+  EXPECT_FALSE(j["results"][0].contains("rerank_score"));
+}
+
+TEST(ModelFusionTest, ReadsBlockrankJson) {
+  testing::TempDir dir;
+  const std::string m = dir.file("model");
+  ASSERT_EQ(::mkdir(m.c_str(), 0755), 0);
+  StatusOr<FusionOptions> f = model_fusion(m);  // no blockrank.json: pure rerank
+  ASSERT_OK(f.status());
+  EXPECT_EQ(f->method, FusionMethod::kRerank);
+  const auto write = [&](const std::string& text) {
+    testing::write_text(m + "/blockrank.json", text);
+  };
+  write(R"({"scoring_layer": 3})");
+  f = model_fusion(m);
+  ASSERT_OK(f.status());
+  EXPECT_EQ(f->method, FusionMethod::kRerank);
+  write(R"({"scoring_layer": 3, "fusion": "interpolate:0.9"})");
+  f = model_fusion(m);
+  ASSERT_OK(f.status());
+  EXPECT_EQ(f->method, FusionMethod::kInterpolate);
+  EXPECT_DOUBLE_EQ(f->alpha, 0.9);
+  for (const char* bad : {R"({"fusion": "interpolate:2"})", R"({"fusion": 0.9})", "{oops", "[]"}) {
+    write(bad);
+    f = model_fusion(m);
+    ASSERT_FALSE(f.is_ok()) << bad;
+    EXPECT_EQ(f.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(f.status().message().find("blockrank.json"), std::string::npos)
+        << f.status().to_string();
+  }
+}
+
 TEST_F(HttpTest, RerankCohereShape) {
   Response r = post(port_, "/v1/rerank",
                     R"({"model": "x", "query": "red planet mars",
@@ -278,6 +366,9 @@ TEST_F(HttpTest, BadRequestsGet4xxJsonAndServerKeepsServing) {
       {"/v1/search", R"({"query": "x", "k": 100000})", 400, "between 1 and 1000"},
       {"/v1/search", R"({"query": "x", "rerank": "yes"})", 400, "true or false"},
       {"/v1/search", std::string("{\"query\": \"caf\xC3\x28\"}"), 400, "not valid UTF-8"},
+      {"/v1/search", R"({"query": "x", "fusion": "blend"})", 400, "field 'fusion'"},
+      {"/v1/search", R"({"query": "x", "fusion": "interpolate:1.5"})", 400, "field 'fusion'"},
+      {"/v1/search", R"({"query": "x", "fusion": 0.5})", 400, "'fusion' must be a string"},
       {"/v1/rerank", R"({"query": "x"})", 400, "'documents' is required"},
       {"/v1/rerank", R"({"query": "x", "documents": []})", 400, "must not be empty"},
       {"/v1/rerank", R"({"query": "x", "documents": [3]})", 400, "documents[0]"},

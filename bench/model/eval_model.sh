@@ -10,7 +10,8 @@
 #   env: BLOCKRANK_BIN (default build/plugin/cli/blockrank), WORK (indexes; reused when present),
 #        DEPTH (reranked per query, 100), ALPHAS ("0.3 0.5"), ONLY (e.g. "cacm vaswani";
 #        "arguana" adds the fusion-tuning collection), ARGUANA_QUERIES (a subset of its queries,
-#        e.g. the 150 used to choose ALPHA; default all 1,406).
+#        e.g. the 150 used to choose ALPHA; default all 1,406), PER_QUERY=1 (per-query metrics in
+#        WORK/<collection>.json for bench/model/significance.py; not for DL19, which `rerank` scores).
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
 model=$1; shift
@@ -45,8 +46,10 @@ header() {
 evalset() {  # name, eval args...
   local name=$1; shift
   local t0=$SECONDS
+  local pq=()
+  [ "${PER_QUERY:-0}" = 1 ] && pq=(--per-query)
   "$bin" eval --json --db "$work/$name" --k1 1.2 --b 0.75 --model "$model" --rerank-depth "$depth" \
-    "${fusions[@]}" "$@" > "$work/$name.json"
+    "${fusions[@]}" "${pq[@]}" "$@" > "$work/$name.json"
   python3 - "$work/$name.json" "$name" "$((SECONDS - t0))" "$alphas" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))

@@ -3,6 +3,7 @@
 #include "ranker/core/model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -1189,8 +1190,18 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     cached = p.size(3);
   }
   at::Tensor* present = prefix != nullptr && cached < l0 ? prefix->present : nullptr;
+  // BLOCKRANK_PROFILE_LAYERS=1 also splits the whole call (CUDA): GPU time per phase around the
+  // layer loop, and the host's wall time to the first launch and to the returned scores.
+  static const bool profile = env_switch("BLOCKRANK_PROFILE_LAYERS", false);
+  const auto wall0 = std::chrono::steady_clock::now();
+  const auto ms_since = [&wall0]() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0)
+        .count();
+  };
   try {
     c10::InferenceMode guard;
+    internal::CudaStageTimer phases(profile && m.options.device.is_cuda());
+    double host_loop_enqueued = 0;
     at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
     auto [cos, sin] = m.rope_tables(pos);
     // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
@@ -1214,8 +1225,12 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     int64_t row0 = 0;  // h holds rows [row0, T)
     if (fused) {
       std::vector<int64_t> rows(ids.begin() + cached, ids.end());
-      h = m.fused_layers(m.embed_ids(rows), layer, pos, cuda_plan,
-                         cached > 0 ? prefix->past : at::Tensor(), l0, present);
+      at::Tensor x0 = m.embed_ids(rows);
+      phases.mark("prep+embed");
+      h = m.fused_layers(x0, layer, pos, cuda_plan, cached > 0 ? prefix->past : at::Tensor(), l0,
+                         present);
+      phases.mark("layer loop");
+      host_loop_enqueued = profile ? ms_since() : 0.0;
       row0 = cached;
     } else if (use_kernels && !prefix_used) {
       Impl::LayerCapture cap;
@@ -1238,13 +1253,22 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
         m.project(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
                   cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
     std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
+    phases.mark("l* q/k");
     at::Tensor s;
     if (use_kernels) {
       BLOCKRANK_RETURN_IF_ERROR(internal::cuda_document_scores(q, k, cuda_plan, &s));
     } else {
       s = document_scores_from_logits(m.attention_logits(q, k), docs);
     }
+    phases.mark("scores");
+    const double host_enqueued = profile ? ms_since() : 0.0;
     s = s.to(at::kCPU).contiguous();
+    if (profile && m.options.device.is_cuda()) {
+      std::fprintf(stderr,
+                   "score_documents: host done enqueuing the layer loop at %.3f ms, everything at "
+                   "%.3f ms; wall %.3f ms; GPU phases:\n%s",
+                   host_loop_enqueued, host_enqueued, ms_since(), phases.report().c_str());
+    }
     const float* p = s.data_ptr<float>();
     return std::vector<float>(p, p + s.numel());
   } catch (const c10::Error& e) {

@@ -105,9 +105,7 @@ Status parse_search_request(const std::string& body,
   if (const auto it = j.find("fusion"); it != j.end() && !it->is_null()) {
     StatusOr<FusionOptions> f = parse_fusion(fusion);
     if (!f.is_ok()) {
-      return Status::invalid_argument("field 'fusion': " + f.status().message() +
-                                      " (expected \"rerank\" or \"interpolate:ALPHA\", ALPHA in "
-                                      "[0, 1])");
+      return Status::invalid_argument("field 'fusion': " + f.status().message());
     }
     out->has_fusion = true;
     out->fusion = *f;
@@ -309,16 +307,15 @@ StatusOr<FusionOptions> model_fusion(const std::string& model_dir) {
   if (!j.is_object()) {
     return Status::invalid_argument(path + ": top level must be an object");
   }
-  std::string fusion;
-  BLOCKRANK_RETURN_IF_ERROR(
-      get_string(j, "fusion", /*required=*/false, &fusion).with_context(path));
-  if (fusion.empty()) {
-    return FusionOptions();
+  const auto it = j.find("fusion");
+  if (it == j.end() || it->is_null()) {
+    return FusionOptions();  // no recommendation: pure rerank
   }
+  std::string fusion;
+  BLOCKRANK_RETURN_IF_ERROR(get_string(j, "fusion", /*required=*/true, &fusion).with_context(path));
   StatusOr<FusionOptions> f = parse_fusion(fusion);
   if (!f.is_ok()) {
-    return Status::invalid_argument(path + ": field 'fusion': " + f.status().message() +
-                                    " (expected \"rerank\" or \"interpolate:ALPHA\")");
+    return Status::invalid_argument(path + ": field 'fusion': " + f.status().message());
   }
   return f;
 }

@@ -44,7 +44,7 @@ const std::string& openapi_json() {
         "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
         "candidates": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100, "description": "BM25 candidates given to the reranker"},
         "rerank": {"type": "boolean", "default": true},
-        "fusion": {"type": "string", "pattern": "^(rerank|interpolate(:[0-9.]+)?)$", "description": "How reranked candidates are ordered: rerank (the model's scores) or interpolate:ALPHA (ALPHA x min-max BM25 + (1 - ALPHA) x min-max model score); default: the server's --fusion"}}},
+        "fusion": {"type": "string", "examples": ["rerank", "interpolate:0.9", "interpolate"], "description": "How reranked candidates are ordered: rerank (the model's scores) or interpolate:ALPHA (ALPHA x min-max BM25 + (1 - ALPHA) x min-max model score over the candidates, ALPHA a number in [0, 1]; bare interpolate: 0.5); default: the server's --fusion"}}},
       "SearchResponse": {"type": "object", "properties": {
         "reranked": {"type": "boolean"},
         "fusion": {"type": "string", "description": "The fusion that ordered the results (when reranked)"},

@@ -88,6 +88,27 @@ Status replica_devices(const ServeArgs& a, std::vector<std::string>* out) {
 }
 
 Status serve(const ServeArgs& a, const std::shared_ptr<Logger>& logger) {
+  // The fusion first: a bad --fusion or blockrank.json "fusion" fails before minutes of loading.
+  ServerOptions opts = a.server;
+  if (a.fusion == "model") {
+    if (!a.model.empty()) {
+      StatusOr<FusionOptions> f = model_fusion(a.model);
+      BLOCKRANK_RETURN_IF_ERROR(f.status());
+      opts.fusion = *f;
+    }
+  } else {
+    if (a.model.empty()) {
+      return Status::invalid_argument("--fusion " + a.fusion +
+                                      " needs --model (without one "
+                                      "search serves BM25 only)");
+    }
+    StatusOr<FusionOptions> f = parse_fusion(a.fusion);
+    if (!f.is_ok()) {
+      return Status::invalid_argument("--fusion '" + a.fusion + "': " + f.status().message() +
+                                      " (or 'model': the model's blockrank.json)");
+    }
+    opts.fusion = *f;
+  }
   std::vector<std::unique_ptr<RerankBackend>> backends;
   std::vector<RerankBackend*> replicas;
   if (!a.model.empty()) {
@@ -118,21 +139,6 @@ Status serve(const ServeArgs& a, const std::shared_ptr<Logger>& logger) {
     }
   } else if (!a.gpus.empty() || !a.devices.empty() || a.replicas != 1) {
     return Status::invalid_argument("--gpus, --devices and --replicas need --model");
-  }
-  ServerOptions opts = a.server;
-  if (a.fusion == "model") {
-    if (!a.model.empty()) {
-      StatusOr<FusionOptions> f = model_fusion(a.model);
-      BLOCKRANK_RETURN_IF_ERROR(f.status());
-      opts.fusion = *f;
-    }
-  } else {
-    StatusOr<FusionOptions> f = parse_fusion(a.fusion);
-    if (!f.is_ok()) {
-      return Status::invalid_argument("--fusion '" + a.fusion + "': " + f.status().message() +
-                                      " (expected model, rerank or interpolate:ALPHA)");
-    }
-    opts.fusion = *f;
   }
   if (!a.model.empty()) {
     BLOCKRANK_LOG_INFO(logger, "search orders reranked candidates by %s",

@@ -18,7 +18,13 @@ port=${PORT:-8080}
 rm -rf "$db"
 "$bin" index --db "$db" examples/sample-corpus/corpus.jsonl
 model=${MODEL:-default}
-if [ "$model" = default ]; then model=$(bash scripts/model/install_default_model.sh); fi
+if [ "$model" = default ]; then
+  if ! model=$(bash scripts/model/install_default_model.sh); then
+    echo "demo: the default model could not be installed (above); serving BM25 only." >&2
+    echo "demo: set BLOCKRANK_TOKENIZER=/path/to/llama2/tokenizer.json, or MODEL=none to skip." >&2
+    model=none
+  fi
+fi
 model_flags=()
 if [ "$model" != none ]; then model_flags=(--model "$model"); fi
 "$bin" serve --db "$db" --host 127.0.0.1 --port "$port" "${model_flags[@]}" &

@@ -17,7 +17,8 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm (test references only) may come from outside Debian's packages; check the commands.
+# Node.js and npm (the test references, and the default model's tokenizer, fetched once by
+# scripts/model/install_default_model.sh) may come from outside Debian's packages; check the commands.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi

@@ -18,9 +18,10 @@ bin=$1 work=$2 logs=$3 common=$4
 shift 4
 mkdir -p "$work" "$logs"
 t0=$SECONDS
-if [ ! -f "$work/mined/val.jsonl.gz" ]; then
+if [ ! -f "$work/mined/.done" ]; then  # the marker: a killed build leaves half-written files
   THREADS=${THREADS:-14} SS_PER_DOC=2 bash "$here/scripts/model/build_training_data.sh" "$bin" \
     "$work/mined" > "$logs/mined.log" 2>&1 || { tail -20 "$logs/mined.log"; exit 1; }
+  touch "$work/mined/.done"
 fi
 echo "mined data: $((SECONDS - t0)) s"
 merge() {  # common JSON + run JSON (+ mined data files) -> one JSON

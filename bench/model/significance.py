@@ -34,9 +34,13 @@ def main():
         j = json.load(open(path))
         if "per_query" not in j:
             sys.exit("%s: no per_query block (run eval with --per-query)" % path)
+        if fusion not in j.get("reranked", {}):
+            sys.exit("%s: no '%s' run; it has: %s" % (path, fusion, ", ".join(j.get("reranked", {}))))
         base = per_query(j)
         run = per_query(j["reranked"][fusion])
         qs = sorted(set(base) & set(run))
+        if not qs:
+            sys.exit("%s: no query has both a BM25 and a '%s' score" % (path, fusion))
         name = path.rsplit("/", 1)[-1].removesuffix(".json")
         rows.append((name, [base[q] for q in qs], [run[q] for q in qs]))
     if len(rows) > 1:  # every query of every file as one sample (each query weighs the same)

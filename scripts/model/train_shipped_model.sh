@@ -15,9 +15,10 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$1
 work=$2
 mkdir -p "$work"
-if [ ! -f "$work/mined/val.jsonl.gz" ]; then
+if [ ! -f "$work/mined/.done" ]; then  # the marker: a killed build leaves half-written files
   THREADS=${THREADS:-14} SS_PER_DOC=2 bash "$here/scripts/model/build_training_data.sh" "$bin" \
     "$work/mined"
+  touch "$work/mined/.done"
 fi
 recipe='{"init":"lexical","lexical_neutral_template":true,"signal_rows":56,"max_block_length":128,
 "lm_weight":0,"warmup_steps":50,"save_interval":600,"save_total_limit":2,"eval_interval":300,

@@ -4,6 +4,7 @@
 // bodies, unknown routes and methods), the model worker (batching, a full queue → 503 +
 // Retry-After, deadlines), and a restart that keeps documents added over HTTP. A deterministic fake
 // reranker stands in for the model so the tests need no LibTorch.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -266,19 +267,35 @@ TEST_F(HttpTest, SearchFusionOrdersByServerDefaultOrRequest) {
   }
   EXPECT_DOUBLE_EQ(j["results"][0]["score"].get<double>(), 1.0);  // min-max: the top BM25 hit
 
-  // A server whose default is interpolate:0.5: the fused score is 0.5 x BM25 + 0.5 x model, each
-  // min-max normalised over the 20 candidates, so it lies in [0, 1] and orders the results.
+  // A server whose default is interpolate:0.5: every candidate comes back (k = candidates), and
+  // each score is 0.5 x min-max(BM25) + 0.5 x min-max(model) recomputed from the reported scores.
   stop();
   ServerOptions options;
   options.fusion.method = FusionMethod::kInterpolate;
   options.fusion.alpha = 0.5;
   start(/*with_model=*/true, options);
-  r = post(port_, "/v1/search", "{" + query + "}");
+  r = post(port_, "/v1/search", R"({"query": "the moon and the sun", "k": 20, "candidates": 20})");
   ASSERT_EQ(r.status, 200) << r.body;
   j = json::parse(r.body);
   EXPECT_EQ(j["fusion"], "interpolate:0.5");
-  for (size_t i = 1; i < j["results"].size(); ++i) {
-    EXPECT_GE(j["results"][i - 1]["score"].get<double>(), j["results"][i]["score"].get<double>());
+  const json& hits = j["results"];
+  ASSERT_GE(hits.size(), 3u);
+  double b_lo = 1e300, b_hi = -1e300, m_lo = 1e300, m_hi = -1e300;
+  for (const json& h : hits) {
+    b_lo = std::min(b_lo, h["bm25_score"].get<double>());
+    b_hi = std::max(b_hi, h["bm25_score"].get<double>());
+    m_lo = std::min(m_lo, h["rerank_score"].get<double>());
+    m_hi = std::max(m_hi, h["rerank_score"].get<double>());
+  }
+  ASSERT_GT(b_hi, b_lo);
+  ASSERT_GT(m_hi, m_lo);
+  for (size_t i = 0; i < hits.size(); ++i) {
+    const double want = 0.5 * (hits[i]["bm25_score"].get<double>() - b_lo) / (b_hi - b_lo) +
+                        0.5 * (hits[i]["rerank_score"].get<double>() - m_lo) / (m_hi - m_lo);
+    EXPECT_NEAR(hits[i]["score"].get<double>(), want, 1e-6) << hits[i].dump();
+    if (i > 0) {
+      EXPECT_GE(hits[i - 1]["score"].get<double>(), hits[i]["score"].get<double>());
+    }
   }
   // BM25 only: no fusion field, no rerank_score.
   r = post(port_, "/v1/search", "{" + query + R"(, "rerank": false})");
@@ -306,7 +323,8 @@ TEST(ModelFusionTest, ReadsBlockrankJson) {
   ASSERT_OK(f.status());
   EXPECT_EQ(f->method, FusionMethod::kInterpolate);
   EXPECT_DOUBLE_EQ(f->alpha, 0.9);
-  for (const char* bad : {R"({"fusion": "interpolate:2"})", R"({"fusion": 0.9})", "{oops", "[]"}) {
+  for (const char* bad : {R"({"fusion": "interpolate:2"})", R"({"fusion": 0.9})",
+                          R"({"fusion": ""})", "{oops", "[]"}) {
     write(bad);
     f = model_fusion(m);
     ASSERT_FALSE(f.is_ok()) << bad;

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "http/api.h"
 
-#include <unistd.h>
-
-#include "plugin/base/line_reader.h"
 #include "plugin/base/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -289,35 +286,6 @@ std::string simple_json(const std::vector<std::pair<std::string, double>>& numbe
     out[k] = v;
   }
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-StatusOr<FusionOptions> model_fusion(const std::string& model_dir) {
-  const std::string path = model_dir + "/blockrank.json";
-  std::string text;
-  if (::access(path.c_str(), F_OK) != 0) {
-    return FusionOptions();  // no blockrank.json: the defaults, pure rerank
-  }
-  BLOCKRANK_RETURN_IF_ERROR(read_file(path, &text));
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    return Status::invalid_argument(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) {
-    return Status::invalid_argument(path + ": top level must be an object");
-  }
-  const auto it = j.find("fusion");
-  if (it == j.end() || it->is_null()) {
-    return FusionOptions();  // no recommendation: pure rerank
-  }
-  std::string fusion;
-  BLOCKRANK_RETURN_IF_ERROR(get_string(j, "fusion", /*required=*/true, &fusion).with_context(path));
-  StatusOr<FusionOptions> f = parse_fusion(fusion);
-  if (!f.is_ok()) {
-    return Status::invalid_argument(path + ": field 'fusion': " + f.status().message());
-  }
-  return f;
 }
 
 }  // namespace blockrank

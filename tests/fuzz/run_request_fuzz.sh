@@ -12,6 +12,6 @@ cp "$src"/tests/fuzz/corpus/* "$work/corpus/"
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$src" -I"$src/plugin/include" \
   "$src/tests/fuzz/request_fuzz.cc" "$src/http/api.cc" "$src/plugin/base/strings.cc" \
-  "$src/plugin/base/status.cc" -o "$work/request_fuzz"
+  "$src/plugin/base/status.cc" "$src/plugin/base/fusion.cc" -o "$work/request_fuzz"
 "$work/request_fuzz" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 "$work/corpus" 2>&1 | tail -n 12

@@ -104,12 +104,6 @@ const std::string& openapi_json();
 /// The search page served at GET /.
 const std::string& search_page_html();
 
-/// The fusion a model directory recommends: the "fusion" field of `model_dir`/blockrank.json
-/// ("rerank" or "interpolate:ALPHA", e.g. the BM25 weight the shipped model was tuned with);
-/// kRerank when the file or the field is absent. kInvalidArgument naming the file and the field
-/// for a file that is not a JSON object or a value parse_fusion rejects.
-StatusOr<FusionOptions> model_fusion(const std::string& model_dir);
-
 }  // namespace blockrank
 
 #endif  // BLOCKRANK_HTTP_API_H_

@@ -77,7 +77,7 @@ Status rerank_run(const EvalArgs& a,
     return Status::invalid_argument("--rerank-depth must be >= 1");
   }
   for (const std::string& f : a.fusion) {
-    BLOCKRANK_ASSIGN_OR_RETURN(FusionOptions fo, parse_fusion(f));
+    BLOCKRANK_ASSIGN_OR_RETURN(FusionOptions fo, resolve_fusion(f, a.model));
     out->fusions.push_back(fo);
   }
   out->runs.resize(out->fusions.size());
@@ -395,8 +395,9 @@ void add_eval_command(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--rerank-depth", a->rerank_depth, "BM25 hits reranked per query (--model)")
       ->capture_default_str();
   cmd->add_option("--fusion", a->fusion,
-                  "rerank or interpolate:ALPHA (ALPHA = BM25 weight of min-max scores); repeat "
-                  "for several side by side (one model pass)")
+                  "rerank, interpolate:ALPHA (ALPHA = BM25 weight of min-max scores) or model "
+                  "(the model's blockrank.json \"fusion\"); repeat for several side by side "
+                  "(one model pass)")
       ->capture_default_str();
   cmd->add_option("--device", a->device, "Reranker device (cpu, cuda, cuda:N)")
       ->capture_default_str();

@@ -261,7 +261,7 @@ Status run_rerank(const RerankFlags& flags, CommandContext& ctx) {
   }
   std::vector<FusionOptions> fusions;
   for (const std::string& f : flags.fusion) {
-    BLOCKRANK_ASSIGN_OR_RETURN(FusionOptions fo, parse_fusion(f));
+    BLOCKRANK_ASSIGN_OR_RETURN(FusionOptions fo, resolve_fusion(f, flags.model));
     fusions.push_back(fo);
   }
   if (fusions.empty()) {
@@ -492,8 +492,9 @@ void add_rerank_command(CLI::App& app, CommandContext& ctx) {
                   "Rerank only the first N candidates of each query (0 = all)")
       ->capture_default_str();
   cmd->add_option("--fusion", flags->fusion,
-                  "rerank or interpolate:ALPHA (ALPHA = first-stage weight of min-max scores); "
-                  "repeat for several metric lines (the first decides the written ranking)")
+                  "rerank, interpolate:ALPHA (ALPHA = first-stage weight of min-max scores) or "
+                  "model (the model's blockrank.json \"fusion\"); repeat for several metric "
+                  "lines (the first decides the written ranking)")
       ->capture_default_str();
   cmd->add_option("--max-new-tokens", flags->max_new_tokens, "Decode mode: tokens generated")
       ->capture_default_str();

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -102,6 +103,25 @@ TEST_F(RerankEvalTest, EvalWithModelPrintsBm25AndFusionsSideBySide) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("BM25"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("interpolate:0.3"), std::string::npos) << r.out;
+
+  // "model": the fusion the model's blockrank.json recommends; none there -> rerank.
+  r = run(base + " --json --fusion model", /*with_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["reranked"].contains("rerank")) << r.out;
+  const auto set_fusion = [&](const nlohmann::json& value) {  // keeps the model's other settings
+    std::ifstream in(model + "/blockrank.json");
+    nlohmann::json settings = nlohmann::json::parse(in);
+    settings["fusion"] = value;
+    testing::write_text(model + "/blockrank.json", settings.dump());
+  };
+  set_fusion("interpolate:0.7");
+  r = run(base + " --json --fusion model", /*with_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["reranked"].contains("interpolate:0.7")) << r.out;
+  set_fusion("blend");
+  r = run(base + " --fusion model");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("blockrank.json: field 'fusion'"), std::string::npos) << r.out;
 
   // Clear errors: a bad fusion, a model without an index.
   r = run(base + " --fusion mix");

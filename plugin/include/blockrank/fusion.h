@@ -36,6 +36,16 @@ StatusOr<FusionOptions> parse_fusion(std::string_view text);
 /// The inverse of parse_fusion ("rerank", "interpolate:0.3").
 std::string fusion_name(const FusionOptions& options);
 
+/// The fusion a model directory recommends: the "fusion" field of `model_dir`/blockrank.json
+/// ("rerank" or "interpolate:ALPHA", e.g. the BM25 weight a shipped model was tuned with); kRerank
+/// when the file or the field is absent (or null). kInvalidArgument naming the file and the field
+/// for a file that is not a JSON object or a value parse_fusion rejects; kIoError when the file
+/// exists but cannot be read.
+StatusOr<FusionOptions> model_fusion(const std::string& model_dir);
+/// parse_fusion, plus "model": model_fusion(model_dir) (kInvalidArgument for "model" with an empty
+/// model_dir). What `--fusion` means in `blockrank eval`, `rerank` and `serve`.
+StatusOr<FusionOptions> resolve_fusion(std::string_view text, const std::string& model_dir);
+
 /// Fused scores, one per candidate, in input order. `first_stage` and `rerank` have one entry per
 /// candidate (kInvalidArgument when their sizes differ or a value is not finite).
 StatusOr<std::vector<double>> fuse_scores(const std::vector<double>& first_stage,

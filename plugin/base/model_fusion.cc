@@ -1,25 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-// model_fusion() (http/api.h): the fusion a model directory's blockrank.json recommends. Apart from
-// api.cc so the request parsers stay free of file access (tests/fuzz builds them alone).
+// model_fusion() and resolve_fusion() (blockrank/fusion.h): a model directory's recommended fusion.
+// Apart from fusion.cc, which stays free of file access and JSON (the request fuzzer builds it
+// alone).
 #include <unistd.h>
 
 #include <string>
 
-#include "http/api.h"
+#include "blockrank/fusion.h"
 #include "plugin/base/line_reader.h"
 
 #include <nlohmann/json.hpp>
 
 namespace blockrank {
 
-using json = nlohmann::json;
-
 StatusOr<FusionOptions> model_fusion(const std::string& model_dir) {
+  using json = nlohmann::json;
   const std::string path = model_dir + "/blockrank.json";
-  std::string text;
   if (::access(path.c_str(), F_OK) != 0) {
     return FusionOptions();  // no blockrank.json: the defaults, pure rerank
   }
+  std::string text;
   BLOCKRANK_RETURN_IF_ERROR(read_file(path, &text));
   json j;
   try {
@@ -43,6 +43,16 @@ StatusOr<FusionOptions> model_fusion(const std::string& model_dir) {
     return Status::invalid_argument(path + ": field 'fusion': " + f.status().message());
   }
   return f;
+}
+
+StatusOr<FusionOptions> resolve_fusion(std::string_view text, const std::string& model_dir) {
+  if (text != "model") {
+    return parse_fusion(text);
+  }
+  if (model_dir.empty()) {
+    return Status::invalid_argument("fusion 'model' needs a model directory (--model)");
+  }
+  return model_fusion(model_dir);
 }
 
 }  // namespace blockrank

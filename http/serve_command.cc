@@ -90,22 +90,14 @@ Status replica_devices(const ServeArgs& a, std::vector<std::string>* out) {
 Status serve(const ServeArgs& a, const std::shared_ptr<Logger>& logger) {
   // The fusion first: a bad --fusion or blockrank.json "fusion" fails before minutes of loading.
   ServerOptions opts = a.server;
-  if (a.fusion == "model") {
-    if (!a.model.empty()) {
-      StatusOr<FusionOptions> f = model_fusion(a.model);
-      BLOCKRANK_RETURN_IF_ERROR(f.status());
-      opts.fusion = *f;
-    }
-  } else {
-    if (a.model.empty()) {
-      return Status::invalid_argument("--fusion " + a.fusion +
-                                      " needs --model (without one "
-                                      "search serves BM25 only)");
-    }
-    StatusOr<FusionOptions> f = parse_fusion(a.fusion);
+  if (a.model.empty() && a.fusion != "model") {
+    return Status::invalid_argument("--fusion " + a.fusion +
+                                    " needs --model (without one search serves BM25 only)");
+  }
+  if (!a.model.empty()) {  // "model": the model's blockrank.json (rerank when it names none)
+    StatusOr<FusionOptions> f = resolve_fusion(a.fusion, a.model);
     if (!f.is_ok()) {
-      return Status::invalid_argument("--fusion '" + a.fusion + "': " + f.status().message() +
-                                      " (or 'model': the model's blockrank.json)");
+      return f.status().with_context("--fusion '" + a.fusion + "'");
     }
     opts.fusion = *f;
   }

@@ -1,17 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // Ragged BlockRank attention forward; see block_attention.cuh for the semantics and the work list.
 //
-// One CTA = 4 warps = one work item (<= 64 rows of one block) for one query head or for every
-// query head of one KV group in turn. Each warp owns 16 rows and runs FlashAttention-2's register
-// scheme on mma.sync m16n8k16 (bf16 in, fp32 accumulate): S = Q Kᵀ for a 64-key tile, online
-// softmax in base 2 on the accumulator fragments, and the probabilities re-packed as the A operand
-// of O += P V without a trip through shared memory. K/V tiles are staged in shared memory by
-// cp.async (16 bytes per copy) in a ring of three slots and read into the B fragments with ldmatrix
-// (.trans for V). An item of at most three tiles (a 128-token document's rows: 2-3 tiles) loads its
-// K/V once for the whole GQA group; longer items stream their tiles two ahead. Keys past the
-// item's range are zero-filled (cp.async with source size 0), so masked probabilities (exactly 0)
-// never meet uninitialised values. No wgmma: attention is a small share of the rerank FLOPs
-// (ANCHORS.md §5).
+// One CTA = 4 warps = one work item (<= 64 rows of one block) for one query head (or a pack of
+// 2-4 heads when the item has at most 32 or 16 rows) or for every query head of one KV group in
+// turn. Each warp owns 16 rows and runs FlashAttention-2's register scheme on mma.sync m16n8k16
+// (bf16 in, fp32 accumulate): S = Q Kᵀ for a 64-key tile, online softmax in base 2 on the
+// accumulator fragments, and the probabilities re-packed as the A operand of O += P V without a
+// trip through shared memory. Q and the K/V tiles are staged in shared memory by cp.async (16
+// bytes per copy, XOR-swizzled rows) and read into the fragments with ldmatrix (.trans for V); K/V
+// go through a ring of three slots. An item of at most three tiles (a 128-token document's rows:
+// 2-3 tiles) loads its K/V once for the whole GQA group and prefetches the next head's Q while the
+// current one runs; longer items stream their tiles two ahead. Keys past the item's range are
+// zero-filled (cp.async with source size 0), so masked probabilities (exactly 0) never meet
+// uninitialised values. No wgmma: attention is a small share of the rerank FLOPs (ANCHORS.md §5).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -35,10 +36,6 @@ static_assert(kAttentionResidentTiles == 3, "the ring's prefetch depth (2) assum
 __device__ __forceinline__ uint32_t pack_floats(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<uint32_t*>(&v);
-}
-
-__device__ __forceinline__ uint32_t load_u32(const __nv_bfloat16* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
 }
 
 // D (16x8, fp32) += A (16x16, bf16, row-major) * B (16x8, bf16, column-major). Fragment layout
@@ -86,9 +83,13 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
-// Waits until at most n (0..2) of this thread's commit groups are still in flight.
+// Waits until at most n (clamped to 0..4) of this thread's commit groups are still in flight.
 __device__ __forceinline__ void cp_async_wait_dynamic(int n) {
-  if (n >= 2) {
+  if (n >= 4) {
+    cp_async_wait<4>();
+  } else if (n == 3) {
+    cp_async_wait<3>();
+  } else if (n == 2) {
     cp_async_wait<2>();
   } else if (n == 1) {
     cp_async_wait<1>();
@@ -97,61 +98,92 @@ __device__ __forceinline__ void cp_async_wait_dynamic(int n) {
   }
 }
 
-template <int D>
-__host__ __device__ constexpr int tile_ld() {
-  return D + 8;  // +16 bytes per row: the 8 rows an ldmatrix touches hit 8 different bank groups
+// 2^x on the special-function unit (flush-to-zero; ex2(-inf) = +0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
-/// Dynamic shared memory of one CTA: kAttentionResidentTiles slots of a K and a V tile.
+// Shared-memory tiles are unpadded rows of D bf16 values (D / 8 16-byte chunks); chunk c of row r
+// is stored at chunk c ^ (r % 8), so the 8 rows one ldmatrix phase reads (same logical chunk) hit
+// 8 different bank groups. Returns the element offset of chunk c of row r.
+template <int D>
+__device__ __forceinline__ int swizzled(int r, int c) {
+  return r * D + ((c ^ (r & 7)) << 3);
+}
+
+/// Dynamic shared memory of one CTA: kAttentionResidentTiles slots of a K and a V tile (64 keys
+/// each) and one 64-row Q tile (16 rows per warp).
 template <int D>
 constexpr size_t attention_smem_bytes() {
-  return size_t{kAttentionResidentTiles} * 2 * kTileKeys * tile_ld<D>() * sizeof(__nv_bfloat16);
+  return (size_t{kAttentionResidentTiles} * 2 * kTileKeys + kAttentionTileRows) * D *
+         sizeof(__nv_bfloat16);
 }
 
-// CTAs per SM the launch bounds ask for: shared memory allows 2 at D = 128 (104 KB each); at D = 64
-// (55 KB) 4 would fit but cap the registers at 128 and spill, so 3 (168 registers).
+// CTAs per SM the launch bounds ask for: shared memory allows 2 at D = 128 (112 KB each, plus the
+// 1 KB the driver reserves per CTA, within the SM's 228 KB); at D = 64 (56 KB) 4 would fit but
+// cap the registers at 128 and spill, so 3 (168 registers).
 template <int D>
 constexpr int attention_min_blocks() {
   return D == 128 ? 2 : 3;
 }
 
-// One CTA = 4 warps = one work item for `hpc` query heads of one KV group, one head after the
-// other (grid: the first num_streamed_items items x Hq heads one at a time, then the remaining
-// items x Hkv groups of Hq / Hkv heads). The item's K/V tiles go through a ring of
-// kAttentionResidentTiles shared-memory slots: an item of at most that many tiles loads them once
-// and every head of the group reuses them (the GQA saving: K/V read once per KV head, not once per
-// query head); a longer item streams its tiles through the ring for each head, two tiles ahead.
+// One CTA = 4 warps = one work item for `hpc` query heads of one KV group (grid: the first
+// num_streamed_items items x Hq heads, then the remaining items x Hkv groups of Hq / Hkv heads).
+// An item of at most 32 (16) rows runs 2 (4) heads of its group side by side, one per pair of
+// warps (per warp), over the same K/V tiles; a CTA of the per-head part whose head does not start
+// such a pack exits at once. The item's K/V tiles go through a ring of kAttentionResidentTiles
+// shared-memory slots: an item of at most that many tiles loads them once and every head of the
+// group reuses them (the GQA saving: K/V read once per KV head, not once per query head), with the
+// next round's Q prefetched into shared memory during the current round; a longer item streams its
+// tiles through the ring for each round, two tiles ahead.
 template <int D>
 __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
     blockrank_attention_kernel(const BlockAttentionParams p) {
-  constexpr int kLd = tile_ld<D>();
   constexpr int kChunks = D / 8;
-  constexpr int kSlot = 2 * kTileKeys * kLd;  // one K tile + one V tile
+  constexpr int kTile = kTileKeys * D;  // elements of one K or V tile
   constexpr int kRing = kAttentionResidentTiles;
   extern __shared__ __align__(16) __nv_bfloat16 smem[];
+  __nv_bfloat16* const q_smem = smem + kRing * 2 * kTile;  // warp w's 16 rows at w * 16 * D
 
   const int group = p.num_heads / p.num_kv_heads;
   const int streamed_ctas = p.num_streamed_items * p.num_heads;
-  int item, head_begin, hpc;
-  if (static_cast<int>(blockIdx.x) < streamed_ctas) {
+  const bool per_head = static_cast<int>(blockIdx.x) < streamed_ctas;
+  int item, head_begin;
+  if (per_head) {
     item = blockIdx.x / p.num_heads;
     head_begin = blockIdx.x % p.num_heads;
-    hpc = 1;
   } else {
     const int b = blockIdx.x - streamed_ctas;
     item = p.num_streamed_items + b / p.num_kv_heads;
     head_begin = (b % p.num_kv_heads) * group;
-    hpc = group;
   }
   const AttentionWorkItem it = p.items[item];
+  const int item_rows = it.row_end - it.row_begin;
+  // Heads side by side: `pack` divides the group, so the pack shares one KV head.
+  int pack = 1;
+  if (item_rows <= 32 && group % 2 == 0) {
+    pack = 2;
+  }
+  if (item_rows <= 16 && group % 4 == 0) {
+    pack = 4;
+  }
+  if (per_head && head_begin % pack != 0) {
+    return;  // the CTA of head_begin - head_begin % pack runs this head
+  }
+  const int hpc = per_head ? pack : group;  // query heads of this CTA, `pack` per round
   const int kv_head = head_begin / group;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t4 = lane & 3;
-  const int row0 = it.row_begin + warp * 16 + g;
+  const int warps_per_head = kWarps / pack;
+  const int sub = warp / warps_per_head;          // this warp's head within the pack
+  const int wrow = (warp % warps_per_head) * 16;  // its first row within the item
+  const int row0 = it.row_begin + wrow + g;
   const int row1 = row0 + 8;
   const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
   // A warp whose 16 rows are all past the item (a short block's tile) only helps with the copies.
-  const bool active = it.row_begin + warp * 16 < it.row_end;
+  const bool active = it.row_begin + wrow < it.row_end;
 
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
@@ -159,69 +191,98 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
   const float scale_log2 = p.scale * kLog2e;
   const int num_tiles = (it.key_end - it.key_begin + kTileKeys - 1) / kTileKeys;
   const bool resident = num_tiles <= kRing;
+  const int rounds = hpc / pack;
 
   // Issues the copies of tile `i` (keys key_begin + 64 i ...) into slot i % kRing (one group).
   auto load_tile = [&](int i) {
-    __nv_bfloat16* kd = smem + (i % kRing) * kSlot;
-    __nv_bfloat16* vd = kd + kTileKeys * kLd;
+    __nv_bfloat16* kd = smem + (i % kRing) * 2 * kTile;
+    __nv_bfloat16* vd = kd + kTile;
     const int kt = it.key_begin + i * kTileKeys;
     for (int j = threadIdx.x; j < kTileKeys * kChunks; j += kThreads) {
-      const int r = j / kChunks, c = (j % kChunks) * 8;
+      const int r = j / kChunks, c = j % kChunks;
       const int vk = kt + r;
       const bool in = vk < it.key_end;
       const int64_t tok = !in ? 0 : vk < it.a_end ? vk : it.b_start + (vk - it.a_end);
-      cp_async_16(kd + r * kLd + c, k + tok * p.k_row_stride + kv_head * p.k_head_stride + c,
-                  in ? 16 : 0);
-      cp_async_16(vd + r * kLd + c, v + tok * p.v_row_stride + kv_head * p.v_head_stride + c,
+      cp_async_16(kd + swizzled<D>(r, c),
+                  k + tok * p.k_row_stride + kv_head * p.k_head_stride + c * 8, in ? 16 : 0);
+      cp_async_16(vd + swizzled<D>(r, c),
+                  v + tok * p.v_row_stride + kv_head * p.v_head_stride + c * 8, in ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+  // Issues the copies of this warp's 16 Q rows of round `round` into its part of q_smem (one group;
+  // rows past the item are zero-filled).
+  auto load_q = [&](int round) {
+    const int head = head_begin + round * pack + sub;
+    __nv_bfloat16* dst = q_smem + warp * 16 * D;
+    for (int j = lane; j < 16 * kChunks; j += 32) {
+      const int r = j / kChunks, c = j % kChunks;
+      const int row = it.row_begin + wrow + r;
+      const bool in = row < it.row_end;
+      cp_async_16(dst + swizzled<D>(r, c),
+                  q + static_cast<int64_t>(in ? row : it.row_begin) * p.q_row_stride +
+                      head * p.q_head_stride + c * 8,
                   in ? 16 : 0);
     }
     cp_async_commit();
   };
 
   if (resident) {
+    load_q(0);
     for (int i = 0; i < num_tiles; ++i) {
       load_tile(i);
     }
   }
-  // ldmatrix row addresses of this lane within a tile: K (keys x dims, not transposed) and V
-  // (keys x dims, transposed into the B operand of P V).
+  // ldmatrix row addresses of this lane: lane i supplies row i % 8 of matrix i / 8. Q (A operand:
+  // matrices rows 0-7 / 8-15 x columns 0-7 / 8-15), K (keys x dims, not transposed) and V (keys x
+  // dims, transposed into the B operand of P V). Every row offset is a multiple of 8 plus
+  // mrow, so the swizzle XORs the chunk with mrow.
   const int mat = lane >> 3, mrow = lane & 7;
-  const int k_off = ((mat >> 1) * 8 + mrow) * kLd + (mat & 1) * 8;  // + nt*8*kLd + ks*16
-  const int v_off = ((mat & 1) * 8 + mrow) * kLd + (mat >> 1) * 8;  // + kk*16*kLd + dt*8
+  const int q_row = ((mat & 1) * 8 + mrow) * D, q_x = (mat >> 1) ^ mrow;  // chunk (2 ks) ^ q_x
+  const int k_row = ((mat >> 1) * 8 + mrow) * D, k_x = (mat & 1) ^ mrow;  // + np*16*D, (2 ks) ^ k_x
+  const int v_row = ((mat & 1) * 8 + mrow) * D, v_x = (mat >> 1) ^ mrow;  // + kk*16*D, (2 dp) ^ v_x
 
-  for (int hh = 0; hh < hpc; ++hh) {
-    const int head = head_begin + hh;
+  for (int round = 0; round < rounds; ++round) {
+    const int head = head_begin + round * pack + sub;
     if (!resident) {
+      load_q(round);
       load_tile(0);
-      if (num_tiles > 1) {
-        load_tile(1);
-      }
+      load_tile(1);        // a streamed item has more than kRing tiles
+      cp_async_wait<2>();  // this thread's Q copies have landed
+    } else if (round == 0) {
+      cp_async_wait_dynamic(num_tiles);  // Q of round 0; the tiles may still be in flight
+    } else {
+      cp_async_wait<0>();  // the prefetched Q, the only group in flight
     }
+    __syncwarp();  // ... and the other lanes' (each warp reads only its own rows)
     uint32_t qa[D / 16][4];
     {
-      const __nv_bfloat16* q0 = q + row0 * p.q_row_stride + head * p.q_head_stride;
-      const __nv_bfloat16* q1 = q + row1 * p.q_row_stride + head * p.q_head_stride;
+      const __nv_bfloat16* qs = q_smem + warp * 16 * D + q_row;
 #pragma unroll
       for (int ks = 0; ks < D / 16; ++ks) {
-        const int c = ks * 16 + t4 * 2;
-        qa[ks][0] = valid0 ? load_u32(q0 + c) : 0u;
-        qa[ks][1] = valid1 ? load_u32(q1 + c) : 0u;
-        qa[ks][2] = valid0 ? load_u32(q0 + c + 8) : 0u;
-        qa[ks][3] = valid1 ? load_u32(q1 + c + 8) : 0u;
+        ldmatrix_x4(qa[ks], qs + (((2 * ks) ^ q_x) << 3));
       }
     }
+    __syncwarp();  // every lane's fragments are read before the buffer is refilled
+    const bool prefetch = resident && round + 1 < rounds;
+    if (prefetch) {
+      load_q(round + 1);
+    }
+
     float o[D / 8][4];
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
       o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
     }
+    // Running maxima of the raw scores (scaled only inside the exponent) and per-lane sums.
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
     for (int i = 0; i < num_tiles; ++i) {
       if (resident) {
-        if (hh == 0) {
-          cp_async_wait_dynamic(num_tiles - 1 - i);  // tiles 0..i have landed (this thread's)
-          __syncthreads();                           // ... and every other thread's
+        if (round == 0) {
+          // Tiles 0..i have landed (this thread's copies; the prefetched Q may be in flight) ...
+          cp_async_wait_dynamic(num_tiles - 1 - i + (prefetch ? 1 : 0));
+          __syncthreads();  // ... and every other thread's
         }
       } else {
         // Slot (i + 2) % 3 was last read in iteration i - 1, which ended with a barrier.
@@ -232,8 +293,8 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
         __syncthreads();
       }
       if (active) {
-        const __nv_bfloat16* k_tile = smem + (i % kRing) * kSlot;
-        const __nv_bfloat16* v_tile = k_tile + kTileKeys * kLd;
+        const __nv_bfloat16* k_tile = smem + (i % kRing) * 2 * kTile;
+        const __nv_bfloat16* v_tile = k_tile + kTile;
         const int kt = it.key_begin + i * kTileKeys;
 
         float s[8][4];
@@ -246,38 +307,36 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
 #pragma unroll
           for (int np = 0; np < 4; ++np) {  // key tiles 2 np and 2 np + 1
             uint32_t b[4];
-            ldmatrix_x4(b, k_tile + k_off + np * 16 * kLd + ks * 16);
+            ldmatrix_x4(b, k_tile + k_row + np * 16 * D + (((2 * ks) ^ k_x) << 3));
             mma_bf16(s[2 * np], qa[ks], b[0], b[1]);
             mma_bf16(s[2 * np + 1], qa[ks], b[2], b[3]);
           }
         }
 
-        // Mask (outside the item's keys, causal part past the row, rows past the item) and
-        // scale. A tile whose every key is visible to the item's first row needs no mask: rows
-        // past the item have zero Q, finite scores, and are never written.
+        // Mask (outside the item's keys, causal part past the row, rows past the item). A tile
+        // whose every key is visible to the item's first row needs no mask: rows past the item
+        // have zero Q, finite scores, and are never written.
         const bool full = kt + kTileKeys <= it.key_end &&
                           (kt + kTileKeys <= it.a_end ||
                            it.b_start + (kt + kTileKeys - 1 - it.a_end) <= it.row_begin);
-        float mx0 = -INFINITY, mx1 = -INFINITY;
+        if (!full) {
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+          for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            float x = s[nt][e] * scale_log2;
-            if (!full) {
+            for (int e = 0; e < 4; ++e) {
               const int vk = kt + nt * 8 + t4 * 2 + (e & 1);
               const int row = e < 2 ? row0 : row1;
               const bool ok = (e < 2 ? valid0 : valid1) && vk < it.key_end &&
                               (vk < it.a_end || it.b_start + (vk - it.a_end) <= row);
-              x = ok ? x : -INFINITY;
-            }
-            s[nt][e] = x;
-            if (e < 2) {
-              mx0 = fmaxf(mx0, x);
-            } else {
-              mx1 = fmaxf(mx1, x);
+              s[nt][e] = ok ? s[nt][e] : -INFINITY;
             }
           }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
+          mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
         }
         // A row's 64 columns are spread over the 4 lanes of its quad.
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
@@ -285,19 +344,21 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
         const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
-        // A row that has seen nothing keeps max -inf; subtracting 0 instead keeps exp2 at 0.
-        const float base0 = new0 == -INFINITY ? 0.f : new0;
-        const float base1 = new1 == -INFINITY ? 0.f : new1;
-        const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+        // In log2 units; a row that has seen nothing keeps max -inf and subtracts 0 instead, which
+        // keeps every exp2 of a -inf score at 0.
+        const float base0 = new0 == -INFINITY ? 0.f : new0 * scale_log2;
+        const float base1 = new1 == -INFINITY ? 0.f : new1 * scale_log2;
+        const float alpha0 = fast_exp2(m0 * scale_log2 - base0);
+        const float alpha1 = fast_exp2(m1 * scale_log2 - base1);
         m0 = new0;
         m1 = new1;
         float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
-          s[nt][0] = exp2f(s[nt][0] - base0);
-          s[nt][1] = exp2f(s[nt][1] - base0);
-          s[nt][2] = exp2f(s[nt][2] - base1);
-          s[nt][3] = exp2f(s[nt][3] - base1);
+          s[nt][0] = fast_exp2(fmaf(s[nt][0], scale_log2, -base0));
+          s[nt][1] = fast_exp2(fmaf(s[nt][1], scale_log2, -base0));
+          s[nt][2] = fast_exp2(fmaf(s[nt][2], scale_log2, -base1));
+          s[nt][3] = fast_exp2(fmaf(s[nt][3], scale_log2, -base1));
           sum0 += s[nt][0] + s[nt][1];
           sum1 += s[nt][2] + s[nt][3];
         }
@@ -320,7 +381,7 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
 #pragma unroll
           for (int dp = 0; dp < D / 16; ++dp) {  // head-dim tiles 2 dp and 2 dp + 1
             uint32_t b[4];
-            ldmatrix_x4_trans(b, v_tile + v_off + kk * 16 * kLd + dp * 16);
+            ldmatrix_x4_trans(b, v_tile + v_row + kk * 16 * D + (((2 * dp) ^ v_x) << 3));
             mma_bf16(o[2 * dp], a, b[0], b[1]);
             mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
           }
@@ -359,17 +420,17 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
       const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
       float* po = p.partial_out + slot * kAttentionTileRows * D;
       float* pml = p.partial_ml + slot * kAttentionTileRows * 2;
-      const int r0 = warp * 16 + g, r1 = r0 + 8;
+      const int r0 = wrow + g, r1 = r0 + 8;
 #pragma unroll
       for (int dt = 0; dt < D / 8; ++dt) {
         const int c = dt * 8 + t4 * 2;
         *reinterpret_cast<float2*>(po + r0 * D + c) = make_float2(o[dt][0], o[dt][1]);
         *reinterpret_cast<float2*>(po + r1 * D + c) = make_float2(o[dt][2], o[dt][3]);
       }
-      if (t4 == 0) {
-        pml[r0 * 2] = m0;
+      if (t4 == 0) {  // the combine works in log2 units
+        pml[r0 * 2] = m0 == -INFINITY ? -INFINITY : m0 * scale_log2;
         pml[r0 * 2 + 1] = l0;
-        pml[r1 * 2] = m1;
+        pml[r1 * 2] = m1 == -INFINITY ? -INFINITY : m1 * scale_log2;
         pml[r1 * 2 + 1] = l1;
       }
     }

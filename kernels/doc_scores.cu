@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fused BlockRank document scoring; see doc_scores.cuh. The work is tiny next to the layers below
 // l* (R = 2 rows against T_docs keys: ~1 GFLOP at 64k tokens for Mistral-7B), so the kernels use
-// plain fp32 FMAs: one thread per key, K read with 16-byte loads, the signal rows broadcast from
-// shared memory. Logits are in base-2 units (scale * log2 e) so exp2f is the only transcendental.
+// plain fp32 FMAs: one thread per key and KV head, K read with 16-byte loads, the signal rows
+// broadcast from shared memory. Logits are in base-2 units (scale * log2 e) so exp2f is the only
+// transcendental.
 #include <cmath>
 
 #include <cuda_bf16.h>
@@ -14,7 +15,9 @@ namespace kernels {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kKeysPerCta = 512;
+// One key per thread and CTA: Mistral-7B at N = 100 gives 100 x Hkv = 800 CTAs per pass (512 keys
+// per CTA and pass 2 looping over the KV heads left it at 25 CTAs and ~0.5 ms).
+constexpr int kKeysPerCta = kThreads;
 constexpr float kLog2e = 1.4426950408889634f;
 
 int num_splits(int32_t num_doc_tokens) {
@@ -149,42 +152,40 @@ __global__ void blockrank_doc_scores_lse(const DocScoreParams p, int splits) {
   p.workspace[static_cast<int64_t>(pairs) * splits * 2 + pair] = m + log2f(l);
 }
 
-// Pass 2: grid (splits). token[j] = mean over pairs of 2^(logit - lse), all KV heads in one thread.
+// Pass 2: grid (splits, Hkv). token[kv][j] = Σ over the KV group's pairs of 2^(logit - lse).
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     blockrank_doc_scores_pass2(const DocScoreParams p, int splits) {
-  extern __shared__ float smem[];  // q [Hq * R, D], then lse [Hq * R]
+  __shared__ float q_smem[kDocScoreMaxPairs * D];
+  __shared__ float lse[kDocScoreMaxPairs];
+  const int kv_head = blockIdx.y;
   const int group = p.num_heads / p.num_kv_heads;
-  const int pairs_per_kv = group * p.num_rows, pairs = p.num_heads * p.num_rows;
-  float* q_smem = smem;
-  float* lse = smem + pairs * D;
-  load_q<D>(p, 0, p.num_heads, q_smem);
-  const float* lse_g = p.workspace + static_cast<int64_t>(pairs) * splits * 2;
-  for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-    lse[i] = lse_g[i];
+  const int pairs = group * p.num_rows, all_pairs = p.num_heads * p.num_rows;
+  load_q<D>(p, kv_head * group, group, q_smem);
+  const float* lse_g = p.workspace + static_cast<int64_t>(all_pairs) * splits * 2;
+  if (static_cast<int>(threadIdx.x) < pairs) {
+    lse[threadIdx.x] = lse_g[kv_head * pairs + threadIdx.x];
   }
   __syncthreads();
-  float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
+  float* token = p.workspace + static_cast<int64_t>(all_pairs) * splits * 2 + all_pairs +
+                 static_cast<int64_t>(kv_head) * p.num_doc_tokens;
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const int end = min(p.num_doc_tokens, (blockIdx.x + 1) * kKeysPerCta);
   float acc[kDocScoreMaxPairs];
   for (int j = blockIdx.x * kKeysPerCta + threadIdx.x; j < end; j += kThreads) {
+    dot_rows<D>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
     float total = 0.f;
-    for (int kv = 0; kv < p.num_kv_heads; ++kv) {
-      dot_rows<D>(k + j * p.k_row_stride + kv * p.k_head_stride, q_smem + kv * pairs_per_kv * D,
-                  pairs_per_kv, acc);
 #pragma unroll
-      for (int i = 0; i < kDocScoreMaxPairs; ++i) {
-        if (i < pairs_per_kv) {
-          total += exp2f(acc[i] - lse[kv * pairs_per_kv + i]);
-        }
+    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+      if (i < pairs) {
+        total += exp2f(acc[i] - lse[i]);
       }
     }
-    token[j] = total / static_cast<float>(pairs);
+    token[j] = total;
   }
 }
 
-// Pass 3: one warp per document sums its tokens.
+// Pass 3: one warp per document sums its tokens over the KV heads, divided by the pair count.
 __global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits) {
   const int doc = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (doc >= p.num_docs) {
@@ -193,14 +194,17 @@ __global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits) {
   const int pairs = p.num_heads * p.num_rows;
   const float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
   float s = 0.f;
-  for (int j = p.doc_offsets[doc] + lane; j < p.doc_offsets[doc + 1]; j += 32) {
-    s += token[j];
+  for (int kv = 0; kv < p.num_kv_heads; ++kv) {
+    const float* t = token + static_cast<int64_t>(kv) * p.num_doc_tokens;
+    for (int j = p.doc_offsets[doc] + lane; j < p.doc_offsets[doc + 1]; j += 32) {
+      s += t[j];
+    }
   }
   for (int off = 16; off > 0; off >>= 1) {
     s += __shfl_xor_sync(0xffffffffu, s, off);
   }
   if (lane == 0) {
-    p.scores[doc] = s;
+    p.scores[doc] = s / static_cast<float>(pairs);
   }
 }
 
@@ -219,15 +223,9 @@ cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
-  const size_t smem = static_cast<size_t>(pairs) * (D + 1) * sizeof(float);
-  if (smem > 48 * 1024) {
-    err = cudaFuncSetAttribute(blockrank_doc_scores_pass2<D>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (err != cudaSuccess) {
-      return err;
-    }
-  }
-  blockrank_doc_scores_pass2<D><<<splits, kThreads, smem, stream>>>(p, splits);
+  blockrank_doc_scores_pass2<D>
+      <<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads)), kThreads, 0,
+         stream>>>(p, splits);
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
@@ -237,10 +235,13 @@ cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-size_t doc_scores_workspace_floats(int32_t num_doc_tokens, int32_t num_rows, int32_t num_heads) {
+size_t doc_scores_workspace_floats(int32_t num_doc_tokens,
+                                   int32_t num_rows,
+                                   int32_t num_heads,
+                                   int32_t num_kv_heads) {
   const size_t pairs = static_cast<size_t>(num_rows) * static_cast<size_t>(num_heads);
   return pairs * static_cast<size_t>(num_splits(num_doc_tokens)) * 2 + pairs +
-         static_cast<size_t>(num_doc_tokens);
+         static_cast<size_t>(num_kv_heads) * static_cast<size_t>(num_doc_tokens);
 }
 
 cudaError_t document_scores(const DocScoreParams& p, cudaStream_t stream) {

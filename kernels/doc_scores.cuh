@@ -5,7 +5,8 @@
 // the softmax running over all document columns only, in fp32. The [Hq, R, T_docs] attention matrix
 // is never stored: pass 1 reduces (max, sum) per (head, row) over key chunks (split-K), a combine
 // gives each (head, row) its log-sum-exp, pass 2 recomputes the logits and sums the probabilities
-// per token, pass 3 sums tokens per document (one warp per document; deterministic, no atomics).
+// per (token, KV head), pass 3 sums those per document (one warp per document; deterministic, no
+// atomics).
 //
 // Host launchers only; kernels are private to doc_scores.cu. No torch headers (STYLE rule 9).
 #ifndef BLOCKRANK_KERNELS_DOC_SCORES_CUH_
@@ -40,7 +41,10 @@ struct DocScoreParams {
 };
 
 /// Floats of workspace document_scores() needs.
-size_t doc_scores_workspace_floats(int32_t num_doc_tokens, int32_t num_rows, int32_t num_heads);
+size_t doc_scores_workspace_floats(int32_t num_doc_tokens,
+                                   int32_t num_rows,
+                                   int32_t num_heads,
+                                   int32_t num_kv_heads);
 
 /// Launches the three passes on `stream`. cudaErrorInvalidValue for an unsupported head_dim, more
 /// than kDocScoreMaxPairs pairs per KV head, or empty inputs; else the launch error.

@@ -275,7 +275,7 @@ Status cuda_document_scores(const at::Tensor& q_in,
   const auto f32 = q.options().dtype(at::kFloat);
   at::Tensor ws = at::empty({static_cast<int64_t>(kernels::doc_scores_workspace_floats(
                                 static_cast<int32_t>(plan.num_doc_tokens), static_cast<int32_t>(r),
-                                static_cast<int32_t>(hq)))},
+                                static_cast<int32_t>(hq), static_cast<int32_t>(hkv)))},
                             f32);
   at::Tensor s = at::empty({plan.num_docs}, f32);
   kernels::DocScoreParams p{};

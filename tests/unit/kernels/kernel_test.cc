@@ -156,6 +156,11 @@ TEST_F(KernelTest, AttentionRandomShapes) {
   // The extremes named in the brief: 500 documents of up to 512 tokens, GQA 8, both head dims.
   run_attention_case({500, 512, 64, 32, 1, 8, 128, 1024}, rng, device_);
   run_attention_case({500, 512, 64, 32, 2, 4, 64, 1024}, rng, device_);
+  // Short blocks run 2 or 4 query heads per CTA when the GQA group allows it: groups of 2 (packs
+  // of 2 only), 7 (Qwen2.5-0.5B's 14 / 2: no packing) and 8, query blocks of 16 and 32 rows.
+  run_attention_case({40, 40, 20, 16, 4, 2, 128, 256}, rng, device_);
+  run_attention_case({30, 40, 64, 32, 2, 7, 64, 256}, rng, device_);
+  run_attention_case({60, 20, 9, 16, 1, 8, 64, 64}, rng, device_);
 }
 
 void run_score_case(int64_t num_docs,

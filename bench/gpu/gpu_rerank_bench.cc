@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -91,7 +92,11 @@ double time_cuda_ms(F&& fn, int warmup, int reps) {
     cudaEventRecord(a, c10::cuda::getCurrentCUDAStream().stream());
     fn();
     cudaEventRecord(b, c10::cuda::getCurrentCUDAStream().stream());
-    cudaEventSynchronize(b);
+    const cudaError_t err = cudaEventSynchronize(b);
+    if (err != cudaSuccess) {  // a fault in fn(), reported here rather than at a later call
+      std::fprintf(stderr, "gpu_rerank_bench: %s\n", cudaGetErrorString(err));
+      std::exit(1);
+    }
     float m = 0.f;
     cudaEventElapsedTime(&m, a, b);
     ms.push_back(m);

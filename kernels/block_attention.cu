@@ -572,8 +572,8 @@ int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items) {
 cudaError_t block_attention_forward(const BlockAttentionParams& p, cudaStream_t stream) {
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0 ||
       p.num_items < 0 || p.num_combine < 0 || p.num_heads > 65535 || p.num_streamed_items < 0 ||
-      p.num_streamed_items > p.num_items) {
-    return cudaErrorInvalidValue;
+      p.num_streamed_items > p.num_items || !(p.scale > 0.f)) {
+    return cudaErrorInvalidValue;  // scale > 0: the running max is kept on the unscaled scores
   }
   if (p.num_combine > 0 && (p.partial_out == nullptr || p.partial_ml == nullptr)) {
     return cudaErrorInvalidValue;

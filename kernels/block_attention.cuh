@@ -87,7 +87,7 @@ struct BlockAttentionParams {
   int32_t num_heads;               ///< Hq
   int32_t num_kv_heads;            ///< Hkv; divides Hq
   int32_t head_dim;                ///< 64 or 128
-  float scale;                     ///< usually 1/sqrt(head_dim)
+  float scale;                     ///< > 0; usually 1/sqrt(head_dim)
   const AttentionWorkItem* items;  ///< device, num_items
   int32_t num_items;
   /// Items [0, num_streamed_items) run one CTA per query head (long key ranges: more CTAs, less
@@ -102,7 +102,7 @@ struct BlockAttentionParams {
 
 /// Launches the attention (and the combine when there are partials) on `stream`. Pointers and
 /// strides must be 16-byte aligned (strides multiples of 8 elements). Returns cudaErrorInvalidValue
-/// for an unsupported head_dim or inconsistent sizes, else the launch error.
+/// for an unsupported head_dim, inconsistent sizes or scale <= 0, else the launch error.
 cudaError_t block_attention_forward(const BlockAttentionParams& params, cudaStream_t stream);
 
 }  // namespace kernels

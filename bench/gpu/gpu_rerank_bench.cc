@@ -250,7 +250,8 @@ int main(int argc, char** argv) {
           3, 20);
       // The two parts of the same launch timed apart: the long (split-K, query block) items with
       // their combine, and the short (document) items alone. Timing only: each leaves the other's
-      // rows unwritten.
+      // rows unwritten (and the long-only combine merges the partial slots of any short split
+      // piece unwritten too).
       blockrank::internal::CudaBlockPlan long_only = plan;
       long_only.num_items = plan.num_long_items;
       const double ours_long = time_cuda_ms(

@@ -52,35 +52,6 @@ __device__ __forceinline__ void tma_load(
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
       : "memory");
 }
-// The same load written to the same shared-memory offset of every CTA in `mask` (cluster), each
-// CTA's barrier at `bar`'s offset receiving the bytes.
-__device__ __forceinline__ void tma_load_multicast(
-    void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar, uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(smem_u32(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar)), "h"(mask)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
-}
-// Arrive on the barrier at `bar`'s offset in CTA `rank` of the cluster. A plain arrive, as
-// CUTLASS's ClusterBarrier: with .release.cluster the 2-CTA kernel ran at ~450 instead of ~660
-// TFLOP/s (bench/gpu/NOTES.md, session 7). The stage's reads are complete (wgmma.wait_group)
-// before the arrive.
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
-               : "=r"(remote)
-               : "r"(smem_u32(bar)), "r"(rank));
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
-}
 __device__ __forceinline__ void tma_store(const CUtensorMap* map, int c0, int c1, const void* src) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(
                    reinterpret_cast<uint64_t>(map)),
@@ -161,22 +132,6 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
   *n = local / rows;
 }
 
-template <int kCluster>
-__device__ __forceinline__ void consume(const CUtensorMap& map_out,
-                                        int rows,
-                                        int k,
-                                        int f,
-                                        uint32_t rank,
-                                        const __nv_bfloat16* stage_a,
-                                        const __nv_bfloat16* stage_b,
-                                        uint64_t* full,
-                                        uint64_t* empty,
-                                        uint8_t* staging);
-
-// kCluster = 2: the two CTAs of a cluster take the same weight tile for adjacent row tiles; each
-// loads one half of the B tile (the gate or the up rows) and multicasts it to both, halving the
-// weights' L2 reads. A stage is then free only when the consumers of both CTAs have released it.
-template <int kCluster>
 __global__ void __launch_bounds__(kThreads, 1)
     blockrank_swiglu_gemm(const __grid_constant__ CUtensorMap map_x,
                           const __grid_constant__ CUtensorMap map_w,
@@ -194,89 +149,40 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint8_t* staging = base + size_t{kStages} * kStageBytes + 1024;
 
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
-  const uint32_t rank = kCluster > 1 ? cluster_rank() : 0;
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
       mbar_init(&full[i], 1);
-      mbar_init(&empty[i], 2 * kCluster);  // one arrive per consumer warpgroup of the cluster
+      mbar_init(&empty[i], 2);  // one arrive per consumer warpgroup
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if constexpr (kCluster > 1) {
-    cluster_sync();  // the peer's barriers exist before anything lands in or arrives at them
-  } else {
-    __syncthreads();
-  }
+  __syncthreads();
 
   const int num_m = (rows + kBM - 1) / kBM, num_n = f / 128, num_k = k / kBK;
-  const int num_mg = (num_m + kCluster - 1) / kCluster;  // row-tile groups, one per cluster step
-  const int num_tiles = num_mg * num_n;
-  const int cluster_id = blockIdx.x / kCluster, num_clusters = gridDim.x / kCluster;
+  const int num_tiles = num_m * num_n;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");  // the producer needs few registers
     if (tid == 0) {
       uint32_t g = 0;
-      for (int tile = cluster_id; tile < num_tiles; tile += num_clusters) {
-        int mg, n;
-        tile_coords(tile, num_mg, num_n, &mg, &n);
-        // A phantom row tile (odd row-tile count, cluster of 2) re-reads the last one; not stored.
-        const int m = min(mg * kCluster + static_cast<int>(rank), num_m - 1);
+      for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        int m, n;
+        tile_coords(tile, num_m, num_n, &m, &n);
         for (int kb = 0; kb < num_k; ++kb, ++g) {
           const uint32_t st = g % kStages, round = g / kStages;
           mbar_wait(&empty[st], (round & 1) ^ 1);
           mbar_expect_tx(&full[st], kStageBytes);
           __nv_bfloat16* b = stage_b + st * kStageB;
           tma_load(stage_a + st * kStageA, &map_x, kb * kBK, m * kBM, &full[st]);
-          if constexpr (kCluster > 1) {
-            tma_load_multicast(b + rank * 128 * kBK, &map_w, kb * kBK,
-                               static_cast<int>(rank) * f + n * 128, &full[st], 0x3);
-          } else {
-            tma_load(b, &map_w, kb * kBK, n * 128, &full[st]);
-            tma_load(b + 128 * kBK, &map_w, kb * kBK, f + n * 128, &full[st]);
-          }
+          tma_load(b, &map_w, kb * kBK, n * 128, &full[st]);
+          tma_load(b + 128 * kBK, &map_w, kb * kBK, f + n * 128, &full[st]);
         }
       }
     }
-  } else {
-    consume<kCluster>(map_out, rows, k, f, rank, stage_a, stage_b, full, empty, staging);
+    return;
   }
-  if constexpr (kCluster > 1) {
-    __syncwarp();
-    cluster_sync();  // no CTA leaves while its peer may still write to it or arrive at it
-  }
-}
-
-// The consumer warpgroups of blockrank_swiglu_gemm (threads 128..383).
-template <int kCluster>
-__device__ __forceinline__ void consume(const CUtensorMap& map_out,
-                                        int rows,
-                                        int k,
-                                        int f,
-                                        uint32_t rank,
-                                        const __nv_bfloat16* stage_a,
-                                        const __nv_bfloat16* stage_b,
-                                        uint64_t* full,
-                                        uint64_t* empty,
-                                        uint8_t* staging) {
-  const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... and the consumers the rest
   const int c = wg - 1;                                  // rows [64 c, 64 c + 64) of each tile
   const int warp = tid / 32, lane = tid % 32;
-  const int num_m = (rows + kBM - 1) / kBM, num_n = f / 128, num_k = k / kBK;
-  const int num_mg = (num_m + kCluster - 1) / kCluster;
-  const int num_tiles = num_mg * num_n;
-  const int cluster_id = blockIdx.x / kCluster, num_clusters = gridDim.x / kCluster;
-  auto release = [&](uint32_t st) {
-    if (tid == 0) {
-      if constexpr (kCluster > 1) {
-        for (uint32_t r = 0; r < kCluster; ++r) {
-          mbar_arrive_cluster(&empty[st], r);
-        }
-      } else {
-        mbar_arrive(&empty[st]);
-      }
-    }
-  };
   uint8_t* tile_out = staging + c * kStaging;  // two 64 x 64 boxes: columns [0, 64), [64, 128)
   float d[128];
 #pragma unroll
@@ -284,10 +190,9 @@ __device__ __forceinline__ void consume(const CUtensorMap& map_out,
     d[i] = 0.f;
   }
   uint32_t g = 0;
-  for (int tile = cluster_id; tile < num_tiles; tile += num_clusters) {
-    int mg, n;
-    tile_coords(tile, num_mg, num_n, &mg, &n);
-    const int m = mg * kCluster + static_cast<int>(rank);  // num_m or more: a phantom tile
+  for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+    int m, n;
+    tile_coords(tile, num_m, num_n, &m, &n);
     for (int kb = 0; kb < num_k; ++kb, ++g) {
       const uint32_t st = g % kStages, round = g / kStages;
       mbar_wait(&full[st], round & 1);
@@ -300,13 +205,13 @@ __device__ __forceinline__ void consume(const CUtensorMap& map_out,
       }
       wgmma_commit();
       wgmma_wait<1>();  // the previous k-block's MMAs are done: release its stage
-      if (kb > 0) {
-        release((g - 1) % kStages);
+      if (kb > 0 && tid == 0) {
+        mbar_arrive(&empty[(g - 1) % kStages]);
       }
     }
     wgmma_wait<0>();
-    release((g - 1) % kStages);
     if (tid == 0) {
+      mbar_arrive(&empty[(g - 1) % kStages]);
       asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");  // staging free again
     }
     consumer_sync(c);
@@ -330,7 +235,7 @@ __device__ __forceinline__ void consume(const CUtensorMap& map_out,
     }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
     consumer_sync(c);
-    if (tid == 0 && m < num_m) {  // rows past `rows` are clipped by the store
+    if (tid == 0) {  // rows past `rows` are clipped by the store
       const int row0 = m * kBM + c * 64;
       tma_store(&map_out, n * 128, row0, tile_out);
       tma_store(&map_out, n * 128 + 64, row0, tile_out + 8192);
@@ -387,51 +292,15 @@ cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
       !make_map(&map_out, p.out, p.f, p.rows, 64)) {
     return cudaErrorInvalidValue;
   }
-  const int num_m = (p.rows + kBM - 1) / kBM;
-  if (p.cluster != 2) {
-    err =
-        cudaFuncSetAttribute(blockrank_swiglu_gemm<1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(kSmem));
-    if (err != cudaSuccess) {
-      return err;
-    }
-    const int tiles = num_m * (p.f / 128);
-    const int ctas = tiles < sms ? tiles : sms;
-    blockrank_swiglu_gemm<1>
-        <<<ctas, kThreads, kSmem, stream>>>(map_x, map_w, map_out, p.rows, p.k, p.f);
-    return cudaGetLastError();
-  }
-  err = cudaFuncSetAttribute(blockrank_swiglu_gemm<2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  err = cudaFuncSetAttribute(blockrank_swiglu_gemm, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(kSmem));
   if (err != cudaSuccess) {
     return err;
   }
-  // Clusters of 2 must sit in one GPC: launch as many as can be resident at once (persistent).
-  cudaLaunchConfig_t cfg{};
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 2;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = kSmem;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cfg.gridDim = dim3(static_cast<unsigned>(sms));
-  int clusters = 0;
-  err = cudaOccupancyMaxActiveClusters(&clusters, blockrank_swiglu_gemm<2>, &cfg);
-  if (err != cudaSuccess) {
-    return err;
-  }
-  const int tiles = (num_m + 1) / 2 * (p.f / 128);
-  clusters = clusters < tiles ? clusters : tiles;
-  if (clusters < 1) {
-    return cudaErrorInvalidConfiguration;
-  }
-  cfg.gridDim = dim3(static_cast<unsigned>(2 * clusters));
-  return cudaLaunchKernelEx(&cfg, blockrank_swiglu_gemm<2>, map_x, map_w, map_out, p.rows, p.k,
-                            p.f);
+  const int tiles = ((p.rows + kBM - 1) / kBM) * (p.f / 128);
+  const int ctas = tiles < sms ? tiles : sms;
+  blockrank_swiglu_gemm<<<ctas, kThreads, kSmem, stream>>>(map_x, map_w, map_out, p.rows, p.k, p.f);
+  return cudaGetLastError();
 }
 
 }  // namespace kernels

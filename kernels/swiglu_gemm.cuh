@@ -31,9 +31,6 @@ struct SwigluGemmParams {
   int32_t rows;           ///< >= 1
   int32_t k;              ///< multiple of 64
   int32_t f;              ///< multiple of 128
-  /// 1: one CTA per SM, each loading its whole weight tile; 2: clusters of two CTAs (adjacent row
-  /// tiles) multicasting the two halves of a shared weight tile, half the weights' L2 reads.
-  int32_t cluster = 1;
 };
 
 /// True when `device` can run the kernel (compute capability 9.0) and this build has it.

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -373,20 +372,7 @@ bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up) {
          kernels::swiglu_gemm_supported(x.device().index());
 }
 
-Status cuda_swiglu_gemm(const at::Tensor& x_in,
-                        const at::Tensor& w_in,
-                        at::Tensor* out,
-                        int cluster) {
-  if (cluster == 0) {
-    static const int from_env = [] {
-      const char* v = std::getenv("BLOCKRANK_SWIGLU_MULTICAST");
-      return v != nullptr && std::string(v) == "1" ? 2 : 1;
-    }();
-    cluster = from_env;
-  }
-  if (cluster != 1 && cluster != 2) {
-    return Status::invalid_argument("cuda_swiglu_gemm: cluster must be 0, 1 or 2");
-  }
+Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tensor* out) {
   if (!cuda_swiglu_gemm_usable(x_in, w_in)) {
     return Status::invalid_argument(
         "cuda_swiglu_gemm: x [T, K] and w_gate_up [2F, K] bf16 on an sm_90 device, K % 64 == 0, "
@@ -407,7 +393,6 @@ Status cuda_swiglu_gemm(const at::Tensor& x_in,
   p.rows = static_cast<int32_t>(x.size(0));
   p.k = static_cast<int32_t>(x.size(1));
   p.f = static_cast<int32_t>(w.size(0) / 2);
-  p.cluster = cluster;
   BLOCKRANK_CUDA_CHECK(
       kernels::swiglu_gemm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
   *out = o;
@@ -528,7 +513,7 @@ bool cuda_swiglu_gemm_usable(const at::Tensor&, const at::Tensor&) {
   return false;
 }
 
-Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*, int) {
+Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -108,13 +108,8 @@ Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
 bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up);
 
 /// out [T, F] = silu(x Wgᵀ) * (x Wuᵀ) with w_gate_up = [Wg; Wu] in one kernel (the gate|up GEMM
-/// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). `cluster`: 1 one CTA
-/// per weight tile, 2 pairs of CTAs multicasting it (same result), 0 the default
-/// (BLOCKRANK_SWIGLU_MULTICAST=1 selects 2, else 1). Errors as above.
-Status cuda_swiglu_gemm(const at::Tensor& x,
-                        const at::Tensor& w_gate_up,
-                        at::Tensor* out,
-                        int cluster = 0);
+/// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). Errors as above.
+Status cuda_swiglu_gemm(const at::Tensor& x, const at::Tensor& w_gate_up, at::Tensor* out);
 
 /// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
 /// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and

@@ -288,28 +288,14 @@ TEST_F(KernelTest, SwigluGemmMatchesAten) {
     }
     const at::Tensor gu = at::matmul(x.to(at::kFloat), w.to(at::kFloat).t());
     const at::Tensor ref = at::silu(gu.narrow(1, 0, cs.f)) * gu.narrow(1, cs.f, cs.f);
-    // One CTA per weight tile, then clusters of two multicasting it (T = 1, 129: an odd row-tile
-    // count leaves a phantom tile in the last cluster).
-    at::Tensor first;
-    for (int cluster : {1, 2}) {
-      { at::Tensor poison = at::full({cs.t, cs.f}, NAN, bf); }  // unwritten elements show as NaN
-      at::Tensor out;
-      ASSERT_OK(internal::cuda_swiglu_gemm(x, w, &out, cluster));
-      ASSERT_FALSE(out.isnan().any().item<bool>())
-          << "unwritten output, T=" << cs.t << " cluster=" << cluster;
-      const double err = rel_l2(out, ref);
-      std::printf("swiglu_gemm T=%lld K=%lld F=%lld cluster=%d rel_l2=%.2e\n",
-                  static_cast<long long>(cs.t), static_cast<long long>(cs.k),
-                  static_cast<long long>(cs.f), cluster, err);
-      EXPECT_LT(err, 1e-2);
-      if (cluster == 1) {
-        first = out;
-      } else {
-        // Same tiles, same k order: the multicast changes where the weights come from, not the
-        // arithmetic.
-        EXPECT_TRUE(at::equal(out, first)) << "T=" << cs.t;
-      }
-    }
+    { at::Tensor poison = at::full({cs.t, cs.f}, NAN, bf); }  // unwritten elements show as NaN
+    at::Tensor out;
+    ASSERT_OK(internal::cuda_swiglu_gemm(x, w, &out));
+    ASSERT_FALSE(out.isnan().any().item<bool>()) << "unwritten output, T=" << cs.t;
+    const double err = rel_l2(out, ref);
+    std::printf("swiglu_gemm T=%lld K=%lld F=%lld rel_l2=%.2e\n", static_cast<long long>(cs.t),
+                static_cast<long long>(cs.k), static_cast<long long>(cs.f), err);
+    EXPECT_LT(err, 1e-2);
   }
 }
 

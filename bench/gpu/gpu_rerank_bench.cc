@@ -232,34 +232,27 @@ int main(int argc, char** argv) {
         return 1;
       }
       at::Tensor out;
-      const double ours = time_cuda_ms(
-          [&] {
-            blockrank::internal::throw_if_error(
-                blockrank::internal::cuda_block_attention(q, k, v, plan, &out));
-          },
-          3, 20);
+      const auto time_plan = [&](const blockrank::internal::CudaBlockPlan& p) {
+        return time_cuda_ms(
+            [&] {
+              blockrank::internal::throw_if_error(
+                  blockrank::internal::cuda_block_attention(q, k, v, p, &out));
+            },
+            3, 20);
+      };
+      const double ours = time_plan(plan);
       // A/B in the same run: every item on the per-query-head path (no K/V reuse across the GQA
       // group).
       blockrank::internal::CudaBlockPlan per_head = plan;
       per_head.num_streamed_items = per_head.num_items;
-      const double ours_per_head = time_cuda_ms(
-          [&] {
-            blockrank::internal::throw_if_error(
-                blockrank::internal::cuda_block_attention(q, k, v, per_head, &out));
-          },
-          3, 20);
+      const double ours_per_head = time_plan(per_head);
       // The two parts of the same launch timed apart: the long (split-K, query block) items with
       // their combine, and the short (document) items alone. Timing only: each leaves the other's
       // rows unwritten (and the long-only combine merges the partial slots of any short split
       // piece unwritten too).
       blockrank::internal::CudaBlockPlan long_only = plan;
       long_only.num_items = plan.num_long_items;
-      const double ours_long = time_cuda_ms(
-          [&] {
-            blockrank::internal::throw_if_error(
-                blockrank::internal::cuda_block_attention(q, k, v, long_only, &out));
-          },
-          3, 20);
+      const double ours_long = time_plan(long_only);
       blockrank::internal::CudaBlockPlan short_only = plan;
       short_only.items = plan.items.slice(0, plan.num_long_items * 8);  // flat int32 [items * 8]
       short_only.num_items = plan.num_items - plan.num_long_items;
@@ -267,12 +260,7 @@ int main(int argc, char** argv) {
       // No merge; the partial buffers stay: a split piece of at most kAttentionResidentTiles tiles
       // (the query block's last one at N = 200: 96 keys) is a short item and writes a partial.
       short_only.num_combine = 0;
-      const double ours_short = time_cuda_ms(
-          [&] {
-            blockrank::internal::throw_if_error(
-                blockrank::internal::cuda_block_attention(q, k, v, short_only, &out));
-          },
-          3, 20);
+      const double ours_short = time_plan(short_only);
       double sdpa = NAN;
 #ifdef BLOCKRANK_HAVE_SDPA
       // [1, Hq, T, D] with K/V expanded to Hq heads outside the timed region.

@@ -58,6 +58,19 @@ struct RopeParams {
 
 cudaError_t rope(const RopeParams& params, cudaStream_t stream);
 
+/// The (cos, sin) pairs rope() computes, as a table for GEMM epilogues (swiglu_gemm.cuh's
+/// rope_gemm): out[r][i] = bf16x2(bf16(cos(a)), bf16(sin(a))), a = float(positions[r]) *
+/// inv_freq[i] in fp32, cos in the low half; bit for bit the values rope() uses.
+struct RopeTableParams {
+  const int64_t* positions;  ///< device [rows]
+  const float* inv_freq;     ///< device fp32 [head_dim / 2]
+  void* out;                 ///< bf16x2 [rows, head_dim / 2]
+  int32_t rows;
+  int32_t head_dim;  ///< even
+};
+
+cudaError_t rope_table(const RopeTableParams& params, cudaStream_t stream);
+
 }  // namespace kernels
 }  // namespace blockrank
 

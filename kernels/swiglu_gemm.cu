@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// SwiGLU gate|up GEMM for Hopper; see swiglu_gemm.cuh. Built for sm_90a only
-// (kernels/CMakeLists.txt). The bench twin with the other variants (direct stores, 2-CTA multicast)
-// is bench/gpu/swiglu_gemm.cu.
+// Hopper GEMMs with fused epilogues (SwiGLU gate|up; Q|K|V with RoPE); see swiglu_gemm.cuh. Built
+// for sm_90a only (kernels/CMakeLists.txt). The bench twin with the other variants (direct stores,
+// 2-CTA multicast) is bench/gpu/swiglu_gemm.cu.
 #include <cuda.h>
 #include <cuda_bf16.h>
 
@@ -11,13 +11,28 @@ namespace blockrank {
 namespace kernels {
 namespace {
 
-constexpr int kBM = 128, kBN = 256, kBK = 64, kStages = 4, kBand = 16;
+constexpr int kBM = 128, kBN = 256, kBK = 64, kBand = 16;
 constexpr int kThreads = 384;  // warpgroup 0: producer; 1-2: consumers (64 rows each)
 constexpr int kStageA = kBM * kBK, kStageB = kBN * kBK;  // elements
 constexpr uint32_t kStageBytes = (kStageA + kStageB) * 2;
-constexpr size_t kStaging = 64 * 128 * 2;  // one consumer's act tile
-// Stages, the barriers' 1,024-byte slot, the two staging tiles, and 1,024 bytes to align the base.
-constexpr size_t kSmem = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
+
+// The two epilogues. kSwiGlu: the 256 B rows of a tile are 128 gate rows and the matching 128 up
+// rows, and each consumer writes a 64 x 128 act tile. kRope: the B rows are 256 consecutive output
+// columns (two 128-wide heads), written as a 64 x 256 tile, rotated where they are Q or K columns.
+// The larger staging tile leaves room for 3 stages instead of 4. kRopeSplit: kRope with 4 stages
+// and a 64 x 128 staging tile that takes the two heads one after the other (the second waits
+// until the first one's TMA store has read it).
+enum class Epilogue { kSwiGlu, kRope, kRopeSplit };
+template <Epilogue E>
+struct Config {
+  static constexpr int kOutCols = E == Epilogue::kSwiGlu ? 128 : 256;
+  static constexpr int kStagingCols = E == Epilogue::kRope ? 256 : 128;
+  static constexpr int kStages = E == Epilogue::kRope ? 3 : 4;
+  static constexpr size_t kStaging = size_t{64} * kStagingCols * 2;  // one consumer's staging
+  // Stages, the barriers' 1,024-byte slot, the two staging tiles, 1,024 bytes to align the base.
+  static constexpr size_t kSmem = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
+  static_assert(kSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
+};
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -132,13 +147,29 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
   *n = local / rows;
 }
 
+// Packs two floats into a bf16x2 word (.x = lo, the lower address).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ float round_bf16(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+// f: kSwiGlu: F (act columns; up rows start at F in w); kRope: N (output columns). rope_cols and
+// cos_sin only for kRope.
+template <Epilogue E>
 __global__ void __launch_bounds__(kThreads, 1)
-    blockrank_swiglu_gemm(const __grid_constant__ CUtensorMap map_x,
+    blockrank_hopper_gemm(const __grid_constant__ CUtensorMap map_x,
                           const __grid_constant__ CUtensorMap map_w,
                           const __grid_constant__ CUtensorMap map_out,
                           int rows,
                           int k,
-                          int f) {
+                          int f,
+                          int rope_cols,
+                          const uint2* __restrict__ cos_sin) {
+  using C = Config<E>;
+  constexpr int kStages = C::kStages;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   uint8_t* base =
       reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -146,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto* stage_b = stage_a + kStages * kStageA;
   auto* full = reinterpret_cast<uint64_t*>(base + size_t{kStages} * kStageBytes);
   uint64_t* empty = full + kStages;
-  uint8_t* staging = base + size_t{kStages} * kStageBytes + 1024;
+  uint8_t* staging = base + size_t{kStages} * kStageBytes + 1024;  // after the barriers' slot
 
   const int wg = threadIdx.x / 128, tid = threadIdx.x % 128;
   if (threadIdx.x == 0) {
@@ -158,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  const int num_m = (rows + kBM - 1) / kBM, num_n = f / 128, num_k = k / kBK;
+  const int num_m = (rows + kBM - 1) / kBM, num_n = f / C::kOutCols, num_k = k / kBK;
   const int num_tiles = num_m * num_n;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");  // the producer needs few registers
@@ -173,8 +204,13 @@ __global__ void __launch_bounds__(kThreads, 1)
           mbar_expect_tx(&full[st], kStageBytes);
           __nv_bfloat16* b = stage_b + st * kStageB;
           tma_load(stage_a + st * kStageA, &map_x, kb * kBK, m * kBM, &full[st]);
-          tma_load(b, &map_w, kb * kBK, n * 128, &full[st]);
-          tma_load(b + 128 * kBK, &map_w, kb * kBK, f + n * 128, &full[st]);
+          if constexpr (E == Epilogue::kSwiGlu) {
+            tma_load(b, &map_w, kb * kBK, n * 128, &full[st]);
+            tma_load(b + 128 * kBK, &map_w, kb * kBK, f + n * 128, &full[st]);
+          } else {
+            tma_load(b, &map_w, kb * kBK, n * 256, &full[st]);
+            tma_load(b + 128 * kBK, &map_w, kb * kBK, n * 256 + 128, &full[st]);
+          }
         }
       }
     }
@@ -183,16 +219,33 @@ __global__ void __launch_bounds__(kThreads, 1)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... and the consumers the rest
   const int c = wg - 1;                                  // rows [64 c, 64 c + 64) of each tile
   const int warp = tid / 32, lane = tid % 32;
-  uint8_t* tile_out = staging + c * kStaging;  // two 64 x 64 boxes: columns [0, 64), [64, 128)
+  uint8_t* tile_out = staging + c * C::kStaging;  // 64 x 64 boxes: columns [0, 64), [64, 128) ...
   float d[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) {
     d[i] = 0.f;
   }
   uint32_t g = 0;
+  const int lr = warp * 16 + lane / 4;  // this thread's rows lr and lr + 8 of the 64
   for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
     int m, n;
     tile_coords(tile, num_m, num_n, &m, &n);
+    // kRope: (cos, sin) of frequencies 8 i + 2 (lane % 4) + {0, 1} for both rows, loaded now so
+    // the table's latency hides behind the main loop.
+    uint2 cs[2][8];
+    const bool rotate = E != Epilogue::kSwiGlu && n * 256 < rope_cols;
+    if (rotate) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = m * kBM + c * 64 + lr + 8 * h;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          cs[h][i] = row < rows
+                         ? cos_sin[(static_cast<int64_t>(row) * 64 + 8 * i + 2 * (lane % 4)) / 2]
+                         : make_uint2(0, 0);
+        }
+      }
+    }
     for (int kb = 0; kb < num_k; ++kb, ++g) {
       const uint32_t st = g % kStages, round = g / kStages;
       mbar_wait(&full[st], round & 1);
@@ -215,31 +268,92 @@ __global__ void __launch_bounds__(kThreads, 1)
       asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");  // staging free again
     }
     consumer_sync(c);
-    // Fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows lr and lr + 8: gate columns
-    // for j < 16, the same columns' up values at j + 16. Staged with TMA's 128-byte swizzle
-    // (16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes in box j / 8): no bank conflicts.
-    const int lr = warp * 16 + lane / 4;
+    // Fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows lr and lr + 8. Staged with
+    // TMA's 128-byte swizzle (16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes in 64-column
+    // box (j mod the staging width) / 8): no bank conflicts.
+    const auto put = [&](int j, int row, uint32_t v) {
+      const int box = (j % (C::kStagingCols / 8)) / 8;
+      uint8_t* dst =
+          tile_out + box * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
+      *reinterpret_cast<uint32_t*>(dst) = v;
+    };
+    // Makes the staged columns [col0, col0 + kStagingCols) of the tile visible to the TMA and
+    // stores them (rows past `rows` are clipped by the store).
+    const auto store = [&](int col0) {
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      consumer_sync(c);
+      if (tid == 0) {
+        const int row0 = m * kBM + c * 64;
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = lr + 8 * h;
-        const float g0 = d[j * 4 + 2 * h], g1 = d[j * 4 + 2 * h + 1];
-        const float u0 = d[(j + 16) * 4 + 2 * h], u1 = d[(j + 16) * 4 + 2 * h + 1];
-        const float a0 = __fdividef(g0, 1.f + __expf(-g0)) * u0;
-        const float a1 = __fdividef(g1, 1.f + __expf(-g1)) * u1;
-        uint8_t* dst =
-            tile_out + (j / 8) * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
-        *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a0, a1);
+        for (int b = 0; b < C::kStagingCols / 64; ++b) {
+          tma_store(&map_out, n * C::kOutCols + col0 + 64 * b, row0, tile_out + 8192 * b);
+        }
+        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
       }
-    }
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
-    consumer_sync(c);
-    if (tid == 0) {  // rows past `rows` are clipped by the store
-      const int row0 = m * kBM + c * 64;
-      tma_store(&map_out, n * 128, row0, tile_out);
-      tma_store(&map_out, n * 128 + 64, row0, tile_out + 8192);
-      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    };
+    if constexpr (E == Epilogue::kSwiGlu) {
+      // Gate columns for j < 16, the same columns' up values at j + 16.
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float g0 = d[j * 4 + 2 * h], g1 = d[j * 4 + 2 * h + 1];
+          const float u0 = d[(j + 16) * 4 + 2 * h], u1 = d[(j + 16) * 4 + 2 * h + 1];
+          const float a0 = __fdividef(g0, 1.f + __expf(-g0)) * u0;
+          const float a1 = __fdividef(g1, 1.f + __expf(-g1)) * u1;
+          put(j, lr + 8 * h, pack_bf16x2(a0, a1));
+        }
+      }
+      store(0);
+    } else {
+      // Head e of the tile is fragments [16 e, 16 e + 16); column i < 64 of a head (fragment j)
+      // pairs with i + 64 (fragment j + 8), frequency i. The projection is rounded to bf16 first
+      // (the GEMM output the RoPE kernel would read), then rotated with its rounding points:
+      // x1' = bf16(bf16(x1 c) - bf16(x2 s)), x2' = bf16(bf16(x2 c) + bf16(x1 s)).
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (E == Epilogue::kRopeSplit && e == 1) {  // head 0's store must have read the staging
+          if (tid == 0) {
+            asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+          }
+          consumer_sync(c);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int j1 = 16 * e + i, j2 = j1 + 8;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float x1[2], x2[2];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+              x1[q] = round_bf16(d[j1 * 4 + 2 * h + q]);
+              x2[q] = round_bf16(d[j2 * 4 + 2 * h + q]);
+            }
+            if (rotate) {
+              const uint32_t w2[2] = {cs[h][i].x, cs[h][i].y};  // frequencies +0, +1
+              float y1[2], y2[2];
+#pragma unroll
+              for (int q = 0; q < 2; ++q) {
+                const float2 t =
+                    __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w2[q]));
+                y1[q] = round_bf16(x1[q] * t.x) - round_bf16(x2[q] * t.y);
+                y2[q] = round_bf16(x2[q] * t.x) + round_bf16(x1[q] * t.y);
+              }
+              put(j1, lr + 8 * h, pack_bf16x2(y1[0], y1[1]));
+              put(j2, lr + 8 * h, pack_bf16x2(y2[0], y2[1]));
+            } else {
+              put(j1, lr + 8 * h, pack_bf16x2(x1[0], x1[1]));
+              put(j2, lr + 8 * h, pack_bf16x2(x2[0], x2[1]));
+            }
+          }
+        }
+        if (E == Epilogue::kRopeSplit) {
+          store(128 * e);
+        }
+      }
+      if (E == Epilogue::kRope) {
+        store(0);
+      }
     }
   }
   if (tid == 0) {
@@ -268,12 +382,22 @@ bool swiglu_gemm_supported(int device) {
          major == 9 && minor == 0;
 }
 
-cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
-  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  if (p.rows < 1 || p.k < kBK || p.k % kBK != 0 || p.f < 128 || p.f % 128 != 0 || !aligned(p.x) ||
-      !aligned(p.w_gate_up) || !aligned(p.out)) {
-    return cudaErrorInvalidValue;
-  }
+namespace {
+
+// Checks the device, builds the maps (x [rows, k]; w [w_rows, k]; out [rows, out_cols]) and
+// launches one CTA per SM (fewer when there are fewer tiles).
+template <Epilogue E>
+cudaError_t launch(const void* x,
+                   const void* w,
+                   int w_rows,
+                   void* out,
+                   int out_cols,
+                   int rows,
+                   int k,
+                   int f,
+                   int rope_cols,
+                   const void* cos_sin,
+                   cudaStream_t stream) {
   int device = 0, sms = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) {
@@ -287,20 +411,51 @@ cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
     return err;
   }
   CUtensorMap map_x, map_w, map_out;
-  if (!make_map(&map_x, p.x, p.k, p.rows, kBM) ||
-      !make_map(&map_w, p.w_gate_up, p.k, 2 * p.f, 128) ||
-      !make_map(&map_out, p.out, p.f, p.rows, 64)) {
+  if (!make_map(&map_x, x, k, rows, kBM) || !make_map(&map_w, w, k, w_rows, 128) ||
+      !make_map(&map_out, out, out_cols, rows, 64)) {
     return cudaErrorInvalidValue;
   }
-  err = cudaFuncSetAttribute(blockrank_swiglu_gemm, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(kSmem));
+  constexpr int smem = static_cast<int>(Config<E>::kSmem);
+  err = cudaFuncSetAttribute(blockrank_hopper_gemm<E>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem);
   if (err != cudaSuccess) {
     return err;
   }
-  const int tiles = ((p.rows + kBM - 1) / kBM) * (p.f / 128);
+  const int tiles = ((rows + kBM - 1) / kBM) * (out_cols / Config<E>::kOutCols);
   const int ctas = tiles < sms ? tiles : sms;
-  blockrank_swiglu_gemm<<<ctas, kThreads, kSmem, stream>>>(map_x, map_w, map_out, p.rows, p.k, p.f);
+  blockrank_hopper_gemm<E><<<ctas, kThreads, smem, stream>>>(
+      map_x, map_w, map_out, rows, k, f, rope_cols, static_cast<const uint2*>(cos_sin));
   return cudaGetLastError();
+}
+
+bool aligned16(const void* q) {
+  return reinterpret_cast<uintptr_t>(q) % 16 == 0;
+}
+
+}  // namespace
+
+cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
+  if (p.rows < 1 || p.k < kBK || p.k % kBK != 0 || p.f < 128 || p.f % 128 != 0 || !aligned16(p.x) ||
+      !aligned16(p.w_gate_up) || !aligned16(p.out)) {
+    return cudaErrorInvalidValue;
+  }
+  return launch<Epilogue::kSwiGlu>(p.x, p.w_gate_up, 2 * p.f, p.out, p.f, p.rows, p.k, p.f, 0,
+                                   nullptr, stream);
+}
+
+cudaError_t rope_gemm(const RopeGemmParams& p, cudaStream_t stream) {
+  if (p.rows < 1 || p.k < kBK || p.k % kBK != 0 || p.n < 256 || p.n % 256 != 0 || p.rope_cols < 0 ||
+      p.rope_cols % 256 != 0 || p.rope_cols > p.n ||
+      (p.rope_cols > 0 && (p.cos_sin == nullptr || reinterpret_cast<uintptr_t>(p.cos_sin) % 8)) ||
+      !aligned16(p.x) || !aligned16(p.w) || !aligned16(p.out)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.split_staging) {
+    return launch<Epilogue::kRopeSplit>(p.x, p.w, p.n, p.out, p.n, p.rows, p.k, p.n, p.rope_cols,
+                                        p.cos_sin, stream);
+  }
+  return launch<Epilogue::kRope>(p.x, p.w, p.n, p.out, p.n, p.rows, p.k, p.n, p.rope_cols,
+                                 p.cos_sin, stream);
 }
 
 }  // namespace kernels

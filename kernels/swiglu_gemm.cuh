@@ -33,12 +33,35 @@ struct SwigluGemmParams {
   int32_t f;              ///< multiple of 128
 };
 
-/// True when `device` can run the kernel (compute capability 9.0) and this build has it.
+/// True when `device` can run the kernels of this file (compute capability 9.0) and this build
+/// has them.
 bool swiglu_gemm_supported(int device);
 
 /// Launches on `stream`. cudaErrorInvalidValue for unsupported shapes, misaligned pointers or a
 /// device without sm_90 (check swiglu_gemm_supported first); else the launch error.
 cudaError_t swiglu_gemm(const SwigluGemmParams& params, cudaStream_t stream);
+
+/// The Q|K|V projection with RoPE in the epilogue: out = x wᵀ rounded to bf16, then columns
+/// [0, rope_cols) rotated in place as heads of 128 (HF's rotate_half with its bf16 rounding points,
+/// bit for bit what kernels/layer_ops' rope does to the rounded product). The same kernel as the
+/// SwiGLU GEMM with 256-column tiles of consecutive w rows and a 64 x 256 output tile per consumer
+/// (3 stages). No bias.
+struct RopeGemmParams {
+  const void* x;        ///< bf16 [rows, k], row stride k, 16-byte aligned
+  const void* w;        ///< bf16 [n, k], row stride k, 16-byte aligned
+  void* out;            ///< bf16 [rows, n], row stride n, 16-byte aligned
+  const void* cos_sin;  ///< bf16x2 [rows, 64]: (cos, sin) of row r's position x inv_freq[i],
+                        ///< as layer_ops' rope_table writes it; 8-byte aligned
+  int32_t rows;         ///< >= 1
+  int32_t k;            ///< multiple of 64
+  int32_t n;            ///< multiple of 256
+  int32_t rope_cols;    ///< multiple of 256, <= n: the Q and K columns (head_dim 128)
+  /// 4 pipeline stages and the 64 x 256 output tile staged as two 64 x 128 halves, one after the
+  /// other, instead of 3 stages and the whole tile at once (A/B variant).
+  bool split_staging;
+};
+
+cudaError_t rope_gemm(const RopeGemmParams& params, cudaStream_t stream);
 
 }  // namespace kernels
 }  // namespace blockrank

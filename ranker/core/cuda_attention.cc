@@ -399,6 +399,90 @@ Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tens
   return Status::ok();
 }
 
+Status cuda_rope_table(const at::Tensor& positions, const at::Tensor& inv_freq, at::Tensor* out) {
+  if (!positions.defined() || !positions.is_cuda() || positions.scalar_type() != at::kLong ||
+      positions.dim() != 1 || !positions.is_contiguous() ||
+      positions.size(0) >= (int64_t{1} << 31)) {
+    return Status::invalid_argument(
+        "cuda_rope_table: positions must be int64 [T] on a CUDA device");
+  }
+  if (!inv_freq.defined() || inv_freq.device() != positions.device() ||
+      inv_freq.scalar_type() != at::kFloat || inv_freq.dim() != 1 || !inv_freq.is_contiguous()) {
+    return Status::invalid_argument("cuda_rope_table: inv_freq must be fp32 [D / 2] on the device");
+  }
+  const c10::cuda::CUDAGuard guard(positions.device());
+  at::Tensor o =
+      at::empty({positions.size(0), inv_freq.size(0)}, positions.options().dtype(at::kInt));
+  kernels::RopeTableParams p{};
+  p.positions = positions.data_ptr<int64_t>();
+  p.inv_freq = inv_freq.data_ptr<float>();
+  p.out = o.data_ptr();
+  p.rows = static_cast<int32_t>(positions.size(0));
+  p.head_dim = static_cast<int32_t>(2 * inv_freq.size(0));
+  BLOCKRANK_CUDA_CHECK(
+      kernels::rope_table(p, c10::cuda::getCurrentCUDAStream(positions.device().index())));
+  *out = o;
+  return Status::ok();
+}
+
+bool cuda_rope_gemm_usable(const at::Tensor& x,
+                           const at::Tensor& w,
+                           int64_t rope_cols,
+                           int64_t head_dim) {
+  return x.is_cuda() && w.is_cuda() && x.scalar_type() == at::kBFloat16 &&
+         w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 2 &&
+         x.size(1) == w.size(1) && x.size(1) % 64 == 0 && w.size(0) % 256 == 0 &&
+         w.size(0) < (int64_t{1} << 31) && head_dim == 128 && rope_cols >= 0 &&
+         rope_cols % 256 == 0 && rope_cols <= w.size(0) && x.size(0) >= 1 &&
+         x.size(0) < (int64_t{1} << 31) && kernels::swiglu_gemm_supported(x.device().index());
+}
+
+Status cuda_rope_gemm(const at::Tensor& x_in,
+                      const at::Tensor& w_in,
+                      const at::Tensor& cos_sin,
+                      int64_t rope_cols,
+                      at::Tensor* out,
+                      bool split_staging) {
+  if (!cuda_rope_gemm_usable(x_in, w_in, rope_cols, 128)) {
+    return Status::invalid_argument(
+        "cuda_rope_gemm: x [T, K] and w [N, K] bf16 on an sm_90 device, K % 64 == 0, N % 256 == 0, "
+        "rope_cols % 256 == 0 and <= N");
+  }
+  const int64_t t = x_in.size(0), n = w_in.size(0);
+  if (rope_cols > 0 &&
+      (!cos_sin.defined() || cos_sin.device() != x_in.device() ||
+       cos_sin.scalar_type() != at::kInt || cos_sin.dim() != 2 || cos_sin.size(0) != t ||
+       cos_sin.size(1) != 64 || !cos_sin.is_contiguous())) {
+    return Status::invalid_argument("cuda_rope_gemm: cos_sin must be cuda_rope_table's [T, 64]");
+  }
+  if (out->defined() &&
+      (out->device() != x_in.device() || out->scalar_type() != at::kBFloat16 || out->dim() != 2 ||
+       out->size(0) != t || out->size(1) != n || out->stride(1) != 1 || out->stride(0) != n ||
+       reinterpret_cast<uintptr_t>(out->data_ptr()) % 16 != 0)) {
+    return Status::invalid_argument("cuda_rope_gemm: out must be [T, N] bf16 with contiguous rows");
+  }
+  const auto prepare = [](const at::Tensor& t) {
+    at::Tensor c = t.contiguous();
+    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
+  };
+  const at::Tensor x = prepare(x_in), w = prepare(w_in);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor o = out->defined() ? *out : at::empty({t, n}, x.options());
+  kernels::RopeGemmParams p{};
+  p.x = x.data_ptr();
+  p.w = w.data_ptr();
+  p.out = o.data_ptr();
+  p.cos_sin = rope_cols > 0 ? cos_sin.data_ptr() : nullptr;
+  p.rows = static_cast<int32_t>(t);
+  p.k = static_cast<int32_t>(x.size(1));
+  p.n = static_cast<int32_t>(n);
+  p.rope_cols = static_cast<int32_t>(rope_cols);
+  p.split_staging = split_staging;
+  BLOCKRANK_CUDA_CHECK(kernels::rope_gemm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
+  *out = o;
+  return Status::ok();
+}
+
 Status cuda_rope_inplace(const at::Tensor& x,
                          const at::Tensor& positions,
                          const at::Tensor& inv_freq) {
@@ -518,6 +602,19 @@ Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*) {
 }
 
 Status cuda_rope_inplace(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+Status cuda_rope_table(const at::Tensor&, const at::Tensor&, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
+bool cuda_rope_gemm_usable(const at::Tensor&, const at::Tensor&, int64_t, int64_t) {
+  return false;
+}
+
+Status cuda_rope_gemm(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, at::Tensor*, bool) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

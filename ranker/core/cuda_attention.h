@@ -111,6 +111,30 @@ bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up);
 /// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). Errors as above.
 Status cuda_swiglu_gemm(const at::Tensor& x, const at::Tensor& w_gate_up, at::Tensor* out);
 
+/// The (cos, sin) table of positions int64 [T] for the RoPE GEMM: `out` gets [T, D / 2] int32
+/// words, each a bf16x2 (cos, sin) of positions[t] * inv_freq[i] (kernels/layer_ops' rope_table).
+Status cuda_rope_table(const at::Tensor& positions, const at::Tensor& inv_freq, at::Tensor* out);
+
+/// True when the Q|K|V GEMM with RoPE in its epilogue (kernels/swiglu_gemm's rope_gemm) can run
+/// x [T, K] against w [N, K] (bf16, Hopper, K % 64 == 0, N % 256 == 0) rotating the first
+/// rope_cols (% 256 == 0) columns as heads of head_dim (128 only).
+bool cuda_rope_gemm_usable(const at::Tensor& x,
+                           const at::Tensor& w,
+                           int64_t rope_cols,
+                           int64_t head_dim);
+
+/// out [T, N] = x wᵀ (bf16) with columns [0, rope_cols) rotated as cuda_rope_inplace would rotate
+/// them, bit for bit, given the same rounded product; cos_sin from cuda_rope_table for x's rows.
+/// When *out is defined it must be a [T, N] bf16 tensor with contiguous rows (e.g. a row range of
+/// a larger buffer) and is written in place; else a new tensor is returned there. split_staging:
+/// the kernel's 4-stage variant (RopeGemmParams::split_staging).
+Status cuda_rope_gemm(const at::Tensor& x,
+                      const at::Tensor& w,
+                      const at::Tensor& cos_sin,
+                      int64_t rope_cols,
+                      at::Tensor* out,
+                      bool split_staging = false);
+
 /// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
 /// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and
 /// inv_freq fp32 [D / 2] on the same device.

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -719,6 +720,21 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // 178.0-180.8 ms, N = 500 889.8-890.9 -> 892.2-893.1 ms (+0.3%). BLOCKRANK_SWIGLU_GEMM=0: cuBLAS
   // + silu_mul (A/B runs).
   static const bool swiglu_gemm = env_switch("BLOCKRANK_SWIGLU_GEMM", true);
+  // BLOCKRANK_ROPE_GEMM=1: the Q|K|V GEMM with RoPE in its epilogue (kernels/swiglu_gemm's
+  // rope_gemm; head_dim 128, no QKV bias, Hopper) instead of cuBLAS + the RoPE kernel, from a
+  // (cos, sin) table built once for all layers; BLOCKRANK_ROPE_GEMM_SPLIT=1: its 4-stage variant.
+  // Off by default: on the H200 the pass is slower with it (Mistral-7B shape N = 100, alternated
+  // processes: cuBLAS + RoPE 173.2 / 173.3 ms, rope_gemm 175.6 / 176.5, 4-stage 175.9 / 174.1;
+  // bench/gpu/NOTES.md, session 8): at N = 6,144 the kernel is ~10% behind cuBLAS (no epilogue
+  // overlap, 18.4 waves of 128 x 256 tiles), more than the 1.65 ms RoPE pass it removes.
+  static const bool rope_gemm_on = env_switch("BLOCKRANK_ROPE_GEMM", false);
+  static const bool rope_split = env_switch("BLOCKRANK_ROPE_GEMM_SPLIT", false);
+  const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
+                         internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);
+  at::Tensor cos_sin;
+  if (rope_gemm) {
+    throw_if_error(internal::cuda_rope_table(row_positions, inv_freq, &cos_sin));
+  }
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -728,7 +744,9 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     at::Tensor qkv;  // [T, qd + 2 kvd]
     if (c > 0) {
       at::Tensor rows = qkv_full.narrow(0, c, n);
-      if (w.qkv_b.defined()) {
+      if (rope_gemm) {
+        throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &rows, rope_split));
+      } else if (w.qkv_b.defined()) {
         at::addmm_out(rows, w.qkv_b, h, w.qkv_w.t());
       } else {
         at::mm_out(rows, h, w.qkv_w.t());
@@ -743,9 +761,14 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
           .view({c, hkv, d})
           .copy_(cached.select(0, 1).permute({1, 0, 2}));
       timer.mark("qkv_gemm");
-      throw_if_error(internal::cuda_rope_inplace(rows.narrow(1, 0, qd + kvd).view({n, hq + hkv, d}),
-                                                 row_positions, inv_freq));
+      if (!rope_gemm) {
+        throw_if_error(internal::cuda_rope_inplace(
+            rows.narrow(1, 0, qd + kvd).view({n, hq + hkv, d}), row_positions, inv_freq));
+      }
       qkv = qkv_full;
+    } else if (rope_gemm) {
+      throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &qkv, rope_split));
+      timer.mark("qkv_gemm");
     } else {
       qkv = at::linear(h, w.qkv_w, w.qkv_b);
       timer.mark("qkv_gemm");
@@ -1203,13 +1226,18 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     internal::CudaStageTimer phases(profile && m.options.device.is_cuda());
     double host_loop_enqueued = 0;
     at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
-    auto [cos, sin] = m.rope_tables(pos);
     // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
     // layer for all blocks, no per-block masks); elsewhere as ragged ATen segments.
     const bool use_kernels =
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
                                       m.config.num_heads, m.config.num_kv_heads, signal_rows);
     const bool fused = use_kernels && m.fused_layers_usable();
+    // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs no
+    // cos/sin tables.
+    at::Tensor cos, sin;
+    if (!fused) {
+      std::tie(cos, sin) = m.rope_tables(pos);
+    }
     // The unfused kernel loop has no prefix support: with a cached past or a K/V to return it
     // falls back to the ATen row groups (correct, slower; only reached with
     // BLOCKRANK_FUSED_LAYERS=0 or Qwen3's q/k norms on CUDA).
@@ -1245,13 +1273,24 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     }
     // Layer l*: only the norm, Q for the signal rows and K for the document tokens (§4.1, §9.11).
     const int64_t tdoc = t - l0 - lq;
-    at::Tensor q =
-        m.project(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b, w.q_norm,
-                  m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
-                  sin.narrow(0, t - signal_rows, signal_rows));
-    at::Tensor k =
-        m.project(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
-                  cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
+    at::Tensor q, k;
+    if (fused) {  // no q/k norms here (fused_layers_usable)
+      const int64_t d = m.config.head_dim;
+      q = at::linear(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b)
+              .view({signal_rows, m.config.num_heads, d});
+      BLOCKRANK_RETURN_IF_ERROR(
+          internal::cuda_rope_inplace(q, pos.narrow(0, t - signal_rows, signal_rows), m.inv_freq));
+      k = at::linear(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b)
+              .view({tdoc, m.config.num_kv_heads, d});
+      BLOCKRANK_RETURN_IF_ERROR(
+          internal::cuda_rope_inplace(k, pos.narrow(0, l0, tdoc), m.inv_freq));
+    } else {
+      q = m.project(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b, w.q_norm,
+                    m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
+                    sin.narrow(0, t - signal_rows, signal_rows));
+      k = m.project(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b, w.k_norm, m.config.num_kv_heads,
+                    cos.narrow(0, l0, tdoc), sin.narrow(0, l0, tdoc));
+    }
     std::vector<int64_t> docs(layout.block_lengths.begin() + 1, layout.block_lengths.end() - 1);
     phases.mark("l* q/k");
     at::Tensor s;

@@ -233,7 +233,8 @@ constexpr double kElementwiseTol = 4e-3;
 TEST_F(KernelTest, RmsNormMatchesAten) {
   c10::InferenceMode guard;
   const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
-  for (const int64_t c : {896, 4096, 264}) {
+  // 2,048-8,192 (multiples of 2,048) take the CTA-per-row kernel, the others a warp per row.
+  for (const int64_t c : {896, 4096, 264, 2048, 6144, 8192, 8200}) {
     for (const bool with_residual : {false, true}) {
       const int64_t t = 1037;
       at::Tensor x = (at::randn({t, c}, bf.dtype(at::kFloat)) * 3).to(at::kBFloat16);
@@ -296,6 +297,69 @@ TEST_F(KernelTest, SwigluGemmMatchesAten) {
     std::printf("swiglu_gemm T=%lld K=%lld F=%lld rel_l2=%.2e\n", static_cast<long long>(cs.t),
                 static_cast<long long>(cs.k), static_cast<long long>(cs.f), err);
     EXPECT_LT(err, 1e-2);
+  }
+}
+
+// The Q|K|V GEMM with RoPE in its epilogue: the product against fp32 ATen (GEMM rounding), and
+// the rotation bit for bit against the RoPE kernel applied to the same kernel's unrotated output
+// (rope_cols = 0 runs the identical main loop). Also the in-place form into a row range of a
+// larger buffer (the cached-prefix layout of fused_layers), whose other rows must stay untouched.
+TEST_F(KernelTest, RopeGemmMatchesRopeKernel) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  struct Case {
+    int64_t t, k, n, rope_cols;
+  };
+  for (const Case& cs : {Case{1, 64, 256, 256}, Case{1037, 256, 768, 512},
+                         Case{300, 4096, 6144, 5120}, Case{129, 128, 512, 0}}) {
+    const at::Tensor x = at::randn({cs.t, cs.k}, bf);
+    const at::Tensor w =
+        (at::randn({cs.n, cs.k}, bf.dtype(at::kFloat)) / std::sqrt(static_cast<double>(cs.k)))
+            .to(at::kBFloat16);
+    if (!internal::cuda_rope_gemm_usable(x, w, cs.rope_cols, 128)) {
+      GTEST_SKIP() << "the RoPE GEMM needs an sm_90 (Hopper) device";
+    }
+    // Positions: an instruction 0..63, documents restarting at 64, a far query block (large
+    // angles).
+    std::vector<int64_t> pv(static_cast<size_t>(cs.t));
+    for (int64_t i = 0; i < cs.t; ++i) {
+      pv[static_cast<size_t>(i)] = i < 64 ? i : (i < cs.t - 32 ? 64 + (i - 64) % 128 : 16384 + i);
+    }
+    const at::Tensor pos = at::tensor(pv, at::kLong).to(device_);
+    std::vector<float> f(64);
+    for (int64_t i = 0; i < 64; ++i) {
+      f[static_cast<size_t>(i)] =
+          1.0f /
+          static_cast<float>(std::pow(1e6, static_cast<double>(static_cast<float>(2 * i) / 128)));
+    }
+    const at::Tensor inv_freq = at::tensor(f, at::kFloat).to(device_);
+    at::Tensor cos_sin;
+    ASSERT_OK(internal::cuda_rope_table(pos, inv_freq, &cos_sin));
+    { at::Tensor poison = at::full({cs.t, cs.n}, NAN, bf); }  // unwritten elements show as NaN
+    at::Tensor plain, rotated, rotated_split;
+    ASSERT_OK(internal::cuda_rope_gemm(x, w, cos_sin, 0, &plain));
+    ASSERT_OK(internal::cuda_rope_gemm(x, w, cos_sin, cs.rope_cols, &rotated));
+    ASSERT_OK(internal::cuda_rope_gemm(x, w, cos_sin, cs.rope_cols, &rotated_split, true));
+    ASSERT_FALSE(rotated.isnan().any().item<bool>()) << "unwritten output, T=" << cs.t;
+    const double err = rel_l2(plain, at::matmul(x.to(at::kFloat), w.to(at::kFloat).t()));
+    std::printf("rope_gemm T=%lld K=%lld N=%lld product rel_l2=%.2e\n",
+                static_cast<long long>(cs.t), static_cast<long long>(cs.k),
+                static_cast<long long>(cs.n), err);
+    EXPECT_LT(err, 1e-2);
+    at::Tensor expect = plain.clone();
+    if (cs.rope_cols > 0) {
+      ASSERT_OK(internal::cuda_rope_inplace(
+          expect.narrow(1, 0, cs.rope_cols).view({cs.t, cs.rope_cols / 128, 128}), pos, inv_freq));
+    }
+    EXPECT_TRUE(at::equal(rotated, expect)) << "rotation differs from the RoPE kernel, T=" << cs.t;
+    EXPECT_TRUE(at::equal(rotated_split, expect)) << "4-stage variant differs, T=" << cs.t;
+    // In place into rows [5, 5 + T) of a buffer with 7 extra rows.
+    at::Tensor buf = at::full({cs.t + 7, cs.n}, 3.0, bf);
+    at::Tensor rows = buf.narrow(0, 5, cs.t);
+    ASSERT_OK(internal::cuda_rope_gemm(x, w, cos_sin, cs.rope_cols, &rows));
+    EXPECT_TRUE(at::equal(buf.narrow(0, 5, cs.t), expect));
+    EXPECT_TRUE(at::equal(buf.narrow(0, 0, 5), at::full({5, cs.n}, 3.0, bf)));
+    EXPECT_TRUE(at::equal(buf.narrow(0, 5 + cs.t, 2), at::full({2, cs.n}, 3.0, bf)));
   }
 }
 

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+// RMSNorm and RoPE variants against the product kernels (kernels/layer_ops.cu) at the Mistral-7B
+// N = 100 shape ([12,896, 4,096] norm rows; [12,896, 40 heads x 128] RoPE), plus a plain copy of
+// the same bytes as the bandwidth reference. Every variant's output is compared bitwise with the
+// product kernel's. Build and run on the GPU machine:
+//   nvcc -O3 -std=c++17 -arch=sm_90 -I. bench/gpu/layer_ops_bench.cu kernels/layer_ops.cu \
+//     -o /tmp/layer_ops_bench && /tmp/layer_ops_bench
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "bench/gpu/cuda_bench_util.cuh"
+#include "kernels/layer_ops.cuh"
+
+namespace {
+
+using blockrank::bench::fill_random_bf16;
+using blockrank::bench::time_ms;
+
+struct alignas(16) V8 {
+  __nv_bfloat162 h[4];
+};
+
+__device__ __forceinline__ float rbf(float v) {
+  return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+// Copy of rows*cols bf16 (the norm's bytes without the math).
+__global__ void copy_kernel(const V8* __restrict__ in, V8* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = in[i];
+  }
+}
+
+// Warp per row, no residual, row in registers; kWarps rows per CTA; kVecs vectors per lane.
+template <int kWarps, int kVecs>
+__global__ void __launch_bounds__(kWarps * 32) norm_warp(const __nv_bfloat16* __restrict__ x,
+                                                         const __nv_bfloat16* __restrict__ w,
+                                                         __nv_bfloat16* __restrict__ out,
+                                                         int rows,
+                                                         int cols,
+                                                         float eps) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (row >= rows) {
+    return;
+  }
+  const V8* xr = reinterpret_cast<const V8*>(x + row * cols);
+  V8 a[kVecs];
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    a[i] = xr[lane + i * 32];
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a[i].h[j]);
+      ss = fmaf(f.x, f.x, ss);
+      ss = fmaf(f.y, f.y, ss);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  }
+  const float inv = rsqrtf(ss / static_cast<float>(cols) + eps);
+  V8* orow = reinterpret_cast<V8*>(out + row * cols);
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    const V8 wv = reinterpret_cast<const V8*>(w)[lane + i * 32];
+    V8 o;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a[i].h[j]), fw = __bfloat1622float2(wv.h[j]);
+      o.h[j] = __floats2bfloat162_rn(fw.x * rbf(f.x * inv), fw.y * rbf(f.y * inv));
+    }
+    orow[lane + i * 32] = o;
+  }
+}
+
+// CTA of kThreads per row (cols / 8 == kThreads * kPer), block reduction through shared memory.
+template <int kThreads, int kPer>
+__global__ void __launch_bounds__(kThreads) norm_cta(const __nv_bfloat16* __restrict__ x,
+                                                     const __nv_bfloat16* __restrict__ w,
+                                                     __nv_bfloat16* __restrict__ out,
+                                                     int rows,
+                                                     int cols,
+                                                     float eps) {
+  __shared__ float part[kThreads / 32];
+  const int64_t row = blockIdx.x;
+  const V8* xr = reinterpret_cast<const V8*>(x + row * cols);
+  V8 a[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    a[i] = xr[threadIdx.x + i * kThreads];
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a[i].h[j]);
+      ss = fmaf(f.x, f.x, ss);
+      ss = fmaf(f.y, f.y, ss);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  }
+  if (threadIdx.x % 32 == 0) {
+    part[threadIdx.x / 32] = ss;
+  }
+  __syncthreads();
+  ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kThreads / 32; ++i) {
+    ss += part[i];  // same order in every thread
+  }
+  const float inv = rsqrtf(ss / static_cast<float>(cols) + eps);
+  V8* orow = reinterpret_cast<V8*>(out + row * cols);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const V8 wv = reinterpret_cast<const V8*>(w)[threadIdx.x + i * kThreads];
+    V8 o;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(a[i].h[j]), fw = __bfloat1622float2(wv.h[j]);
+      o.h[j] = __floats2bfloat162_rn(fw.x * rbf(f.x * inv), fw.y * rbf(f.y * inv));
+    }
+    orow[threadIdx.x + i * kThreads] = o;
+  }
+}
+
+// RoPE from a per-pass table: cs[row][f] = (bf16 cos, bf16 sin) of positions[row] * inv_freq[f],
+// f < D/2. One thread per (row, head, 8 frequencies): 16-byte loads of x1 and x2.
+__global__ void rope_table_build(
+    const int64_t* pos, const float* inv_freq, __nv_bfloat162* cs, int rows, int half) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < int64_t{rows} * half;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / half;
+    const int f = static_cast<int>(i % half);
+    const float angle = static_cast<float>(pos[r]) * inv_freq[f];
+    cs[i] = __floats2bfloat162_rn(cosf(angle), sinf(angle));
+  }
+}
+
+template <int kD>
+__global__ void __launch_bounds__(256) rope_vec(__nv_bfloat16* __restrict__ x,
+                                                const __nv_bfloat162* __restrict__ cs,
+                                                int rows,
+                                                int heads,
+                                                int64_t row_stride) {
+  constexpr int kHalf = kD / 2, kChunks = kHalf / 8;
+  const int64_t total = int64_t{rows} * heads * kChunks;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int ch = static_cast<int>(i % kChunks);
+    const int64_t rh = i / kChunks;
+    const int h = static_cast<int>(rh % heads);
+    const int64_t r = rh / heads;
+    __nv_bfloat16* base = x + r * row_stride + h * kD + ch * 8;
+    V8 x1 = *reinterpret_cast<const V8*>(base);
+    V8 x2 = *reinterpret_cast<const V8*>(base + kHalf);
+    const uint4* csp = reinterpret_cast<const uint4*>(cs + r * kHalf + ch * 8);
+    uint4 c4[2] = {csp[0], csp[1]};
+    const __nv_bfloat162* c2 = reinterpret_cast<const __nv_bfloat162*>(c4);
+    V8 o1, o2;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 a = __bfloat1622float2(x1.h[j]), b = __bfloat1622float2(x2.h[j]);
+      const float2 k0 = __bfloat1622float2(c2[2 * j]), k1 = __bfloat1622float2(c2[2 * j + 1]);
+      // k0 = (cos, sin) of frequency 2j, k1 of 2j + 1
+      o1.h[j] = __floats2bfloat162_rn(rbf(a.x * k0.x) - rbf(b.x * k0.y),
+                                      rbf(a.y * k1.x) - rbf(b.y * k1.y));
+      o2.h[j] = __floats2bfloat162_rn(rbf(b.x * k0.x) + rbf(a.x * k0.y),
+                                      rbf(b.y * k1.x) + rbf(a.y * k1.y));
+    }
+    *reinterpret_cast<V8*>(base) = o1;
+    *reinterpret_cast<V8*>(base + kHalf) = o2;
+  }
+}
+
+bool same(const __nv_bfloat16* a, const __nv_bfloat16* b, size_t n) {
+  std::vector<uint16_t> ha(n), hb(n);
+  BENCH_CHECK_CUDA(cudaMemcpy(ha.data(), a, n * 2, cudaMemcpyDeviceToHost));
+  BENCH_CHECK_CUDA(cudaMemcpy(hb.data(), b, n * 2, cudaMemcpyDeviceToHost));
+  return std::memcmp(ha.data(), hb.data(), n * 2) == 0;
+}
+
+}  // namespace
+
+int main() {
+  const int rows = 12896, cols = 4096, reps = 50;
+  const float eps = 1e-5f;
+  const size_t n = size_t{rows} * cols;
+  __nv_bfloat16 *x, *w, *out, *ref;
+  BENCH_CHECK_CUDA(cudaMalloc(&x, n * 2));
+  BENCH_CHECK_CUDA(cudaMalloc(&out, n * 2));
+  BENCH_CHECK_CUDA(cudaMalloc(&ref, n * 2));
+  BENCH_CHECK_CUDA(cudaMalloc(&w, cols * 2));
+  fill_random_bf16<<<1024, 256>>>(x, n, 1, 4.f);
+  fill_random_bf16<<<4, 256>>>(w, cols, 2, 2.f);
+  const double gb = 2.0 * n * 2 / 1e9;  // read x + write out
+  std::printf("RMSNorm [%d, %d] bf16, %d reps each (GB/s counts x read + out written)\n", rows,
+              cols, reps);
+  std::printf("| variant | us | GB/s | bitwise = product |\n| --- | --- | --- | --- |\n");
+  auto row = [&](const char* name, float ms, bool ok) {
+    std::printf("| %s | %.1f | %.0f | %s |\n", name, ms * 1e3, gb / (ms * 1e-3), ok ? "yes" : "NO");
+  };
+  blockrank::kernels::RmsNormParams p{};
+  p.x = x;
+  p.weight = w;
+  p.out = ref;
+  p.x_row_stride = p.out_row_stride = cols;
+  p.rows = rows;
+  p.cols = cols;
+  p.eps = eps;
+  const cudaStream_t s0 = nullptr;
+  auto prod = [&] { BENCH_CHECK_CUDA(blockrank::kernels::rms_norm(p, s0)); };
+  const int vecs = static_cast<int>(n / 8);
+  auto copy = [&] {
+    copy_kernel<<<132 * 16, 256>>>(reinterpret_cast<const V8*>(x), reinterpret_cast<V8*>(out),
+                                   vecs);
+  };
+  auto w4 = [&] { norm_warp<4, 16><<<(rows + 3) / 4, 128>>>(x, w, out, rows, cols, eps); };
+  auto w8 = [&] { norm_warp<8, 16><<<(rows + 7) / 8, 256>>>(x, w, out, rows, cols, eps); };
+  auto w2 = [&] { norm_warp<2, 16><<<(rows + 1) / 2, 64>>>(x, w, out, rows, cols, eps); };
+  auto c512 = [&] { norm_cta<512, 1><<<rows, 512>>>(x, w, out, rows, cols, eps); };
+  auto c256 = [&] { norm_cta<256, 2><<<rows, 256>>>(x, w, out, rows, cols, eps); };
+  auto c128 = [&] { norm_cta<128, 4><<<rows, 128>>>(x, w, out, rows, cols, eps); };
+  for (int round = 0; round < 2; ++round) {
+    row("product (warp/row, 4 rows/CTA)", time_ms(prod, 5, reps), true);
+    row("copy (bandwidth reference)", time_ms(copy, 5, reps), true);
+    float t;
+    t = time_ms(w4, 5, reps);
+    row("warp/row no-residual, 4 rows/CTA", t, same(out, ref, n));
+    t = time_ms(w8, 5, reps);
+    row("warp/row no-residual, 8 rows/CTA", t, same(out, ref, n));
+    t = time_ms(w2, 5, reps);
+    row("warp/row no-residual, 2 rows/CTA", t, same(out, ref, n));
+    t = time_ms(c512, 5, reps);
+    row("CTA/row 512 threads", t, same(out, ref, n));
+    t = time_ms(c256, 5, reps);
+    row("CTA/row 256 threads", t, same(out, ref, n));
+    t = time_ms(c128, 5, reps);
+    row("CTA/row 128 threads", t, same(out, ref, n));
+  }
+
+  // RoPE over Q|K of a [rows, 6144] QKV buffer: 40 heads of 128.
+  const int heads = 40, d = 128, stride = 6144;
+  const size_t qn = size_t{rows} * stride;
+  __nv_bfloat16 *qkv, *qkv2;
+  int64_t* pos;
+  float* inv;
+  __nv_bfloat162* cs;
+  BENCH_CHECK_CUDA(cudaMalloc(&qkv, qn * 2));
+  BENCH_CHECK_CUDA(cudaMalloc(&qkv2, qn * 2));
+  BENCH_CHECK_CUDA(cudaMalloc(&pos, rows * 8));
+  BENCH_CHECK_CUDA(cudaMalloc(&inv, d / 2 * 4));
+  BENCH_CHECK_CUDA(cudaMalloc(&cs, size_t{rows} * d / 2 * 4));
+  std::vector<int64_t> hp(rows);
+  for (int r = 0; r < rows; ++r) {
+    hp[r] = r < 64 ? r : 64 + (r - 64) % 128;  // BlockRank-like positions
+  }
+  std::vector<float> hi(d / 2);
+  for (int f = 0; f < d / 2; ++f) {
+    hi[f] = static_cast<float>(1.0 / std::pow(1e6, 2.0 * f / d));
+  }
+  BENCH_CHECK_CUDA(cudaMemcpy(pos, hp.data(), rows * 8, cudaMemcpyHostToDevice));
+  BENCH_CHECK_CUDA(cudaMemcpy(inv, hi.data(), d / 2 * 4, cudaMemcpyHostToDevice));
+  fill_random_bf16<<<1024, 256>>>(qkv, qn, 3, 4.f);
+  BENCH_CHECK_CUDA(cudaMemcpy(qkv2, qkv, qn * 2, cudaMemcpyDeviceToDevice));
+  blockrank::kernels::RopeParams rp{};
+  rp.row_stride = stride;
+  rp.head_stride = d;
+  rp.positions = pos;
+  rp.inv_freq = inv;
+  rp.rows = rows;
+  rp.heads = heads;
+  rp.head_dim = d;
+  // Correctness: one application each on equal inputs.
+  rp.x = qkv;
+  BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0));
+  rope_table_build<<<1024, 256>>>(pos, inv, cs, rows, d / 2);
+  rope_vec<128><<<132 * 16, 256>>>(qkv2, cs, rows, heads, stride);
+  BENCH_CHECK_CUDA(cudaDeviceSynchronize());
+  const bool rope_ok = same(qkv, qkv2, qn);
+  const double rgb = 2.0 * rows * heads * d * 2 / 1e9;
+  std::printf("\nRoPE [%d, %d heads x %d] in place (GB/s counts Q|K read + written)\n", rows, heads,
+              d);
+  std::printf("| variant | us | GB/s | bitwise = product |\n| --- | --- | --- | --- |\n");
+  for (int round = 0; round < 2; ++round) {
+    auto rprod = [&] { BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0)); };
+    float t = time_ms(rprod, 3, reps);
+    std::printf("| product (thread per row x 2 freqs, loop over heads) | %.1f | %.0f | yes |\n",
+                t * 1e3, rgb / (t * 1e-3));
+    auto rv = [&] { rope_vec<128><<<132 * 16, 256>>>(qkv2, cs, rows, heads, stride); };
+    t = time_ms(rv, 3, reps);
+    std::printf("| 16-byte vectors from a per-pass cos/sin table | %.1f | %.0f | %s |\n", t * 1e3,
+                rgb / (t * 1e-3), rope_ok ? "yes" : "NO");
+    auto rvg = [&] {
+      rope_vec<128><<<(rows * heads * 8 + 255) / 256, 256>>>(qkv2, cs, rows, heads, stride);
+    };
+    t = time_ms(rvg, 3, reps);
+    std::printf("| same, one thread per vector (full grid) | %.1f | %.0f | %s |\n", t * 1e3,
+                rgb / (t * 1e-3), rope_ok ? "yes" : "NO");
+    auto tb = [&] { rope_table_build<<<1024, 256>>>(pos, inv, cs, rows, d / 2); };
+    t = time_ms(tb, 3, reps);
+    std::printf("| (table build, once per pass) | %.1f | | |\n", t * 1e3);
+  }
+  return 0;
+}

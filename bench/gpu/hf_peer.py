@@ -33,16 +33,36 @@ def build(name):
     return model.eval(), cfg
 
 
+def reinit_like_blockrank(model):
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Linear):
+                mod.weight.normal_(0.0, mod.in_features ** -0.5)
+                if mod.bias is not None:
+                    mod.bias.normal_(0.0, 0.02)
+            elif isinstance(mod, torch.nn.Embedding):
+                mod.weight.normal_(0.0, 1.0)
+            elif hasattr(mod, "weight") and mod.weight is not None and mod.weight.dim() == 1:
+                mod.weight.fill_(1.0)  # RMSNorm
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="mistral")
     ap.add_argument("--docs", type=int, nargs="+", default=[20, 50, 100, 200, 500])
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--init", choices=["hf", "blockrank"], default="hf",
+                    help="hf: transformers' own init (N(0, 0.02) matrices and embeddings); "
+                         "blockrank: Model::create_random's (N(0, 1/fan_in) matrices, N(0, 1) "
+                         "embeddings, N(0, 0.02) biases, unit norms), to see whether the weights' "
+                         "values move the timing (tensor-core power depends on the data)")
     a = ap.parse_args()
     model, cfg = build(a.model)
+    if a.init == "blockrank":
+        reinit_like_blockrank(model)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, "
-          f"attn={getattr(cfg, '_attn_implementation', '?')}")
+          f"attn={getattr(cfg, '_attn_implementation', '?')}, init={a.init}")
     print(f"\n| model | N | tokens | HF SDPA full prefill ms (median of {a.reps}) | min |")
     print("| --- | --- | --- | --- | --- |")
     for n in a.docs:

@@ -19,7 +19,9 @@
 
 #include <cuda_bf16.h>
 
+#include "kernels/attention_rows.cuh"
 #include "kernels/block_attention.cuh"
+#include "kernels/block_attention_sm90.cuh"
 
 namespace blockrank {
 namespace kernels {
@@ -395,45 +397,8 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
     if (!active) {
       continue;
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-
-    if (it.partial < 0) {
-      const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
-      const float inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-      auto* out = static_cast<__nv_bfloat16*>(p.out);
-      __nv_bfloat16* out0 = out + row0 * p.out_row_stride + head * p.out_head_stride;
-      __nv_bfloat16* out1 = out + row1 * p.out_row_stride + head * p.out_head_stride;
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const int c = dt * 8 + t4 * 2;
-        if (valid0) {
-          *reinterpret_cast<uint32_t*>(out0 + c) = pack_floats(o[dt][0] * inv0, o[dt][1] * inv0);
-        }
-        if (valid1) {
-          *reinterpret_cast<uint32_t*>(out1 + c) = pack_floats(o[dt][2] * inv1, o[dt][3] * inv1);
-        }
-      }
-    } else {
-      const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
-      float* po = p.partial_out + slot * kAttentionTileRows * D;
-      float* pml = p.partial_ml + slot * kAttentionTileRows * 2;
-      const int r0 = wrow + g, r1 = r0 + 8;
-#pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const int c = dt * 8 + t4 * 2;
-        *reinterpret_cast<float2*>(po + r0 * D + c) = make_float2(o[dt][0], o[dt][1]);
-        *reinterpret_cast<float2*>(po + r1 * D + c) = make_float2(o[dt][2], o[dt][3]);
-      }
-      if (t4 == 0) {  // the combine works in log2 units
-        pml[r0 * 2] = m0 == -INFINITY ? -INFINITY : m0 * scale_log2;
-        pml[r0 * 2 + 1] = l0;
-        pml[r1 * 2] = m1 == -INFINITY ? -INFINITY : m1 * scale_log2;
-        pml[r1 * 2 + 1] = l1;
-      }
-    }
+    attention_rows::write<D>(p, it, head, wrow + g, t4, l0, l1, m0, m1, scale_log2,
+                             [&](int dt, int e) { return o[dt][e]; });
   }
 }
 
@@ -482,10 +447,24 @@ cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) {
     return err;
   }
-  const int64_t ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_heads +
-                       static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
-  blockrank_attention_kernel<D><<<static_cast<unsigned>(ctas), kThreads, smem, stream>>>(p);
-  err = cudaGetLastError();
+  const int64_t streamed_ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_heads;
+  const int64_t ctas =
+      streamed_ctas + static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
+  if (D == 128 && p.wgmma_grouped != 0) {
+    // The per-head CTAs here, the grouped ones on the wgmma kernel.
+    if (streamed_ctas > 0) {
+      blockrank_attention_kernel<D>
+          <<<static_cast<unsigned>(streamed_ctas), kThreads, smem, stream>>>(p);
+      err = cudaGetLastError();
+      if (err != cudaSuccess) {
+        return err;
+      }
+    }
+    err = block_attention_grouped_sm90(p, stream);
+  } else {
+    blockrank_attention_kernel<D><<<static_cast<unsigned>(ctas), kThreads, smem, stream>>>(p);
+    err = cudaGetLastError();
+  }
   if (err != cudaSuccess || p.num_combine == 0) {
     return err;
   }

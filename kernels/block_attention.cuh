@@ -98,6 +98,10 @@ struct BlockAttentionParams {
   int32_t num_combine;
   float* partial_out;  ///< device fp32 [num_partials, Hq, 64, D] (null when num_partials == 0)
   float* partial_ml;   ///< device fp32 [num_partials, Hq, 64, 2] (running max in log2 units, sum)
+  /// Non-zero: the grouped items run on the wgmma kernel of block_attention_sm90.cuh (head_dim
+  /// 128, an sm_90 device, and every grouped item at most kAttentionResidentTiles tiles: the
+  /// caller's guarantee, e.g. num_streamed_items >= the count partition_streamed_items returned).
+  int32_t wgmma_grouped;
 };
 
 /// Launches the attention (and the combine when there are partials) on `stream`. Pointers and

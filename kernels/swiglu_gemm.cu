@@ -5,11 +5,18 @@
 #include <cuda.h>
 #include <cuda_bf16.h>
 
+#include "kernels/sm90_common.cuh"
 #include "kernels/swiglu_gemm.cuh"
 
 namespace blockrank {
 namespace kernels {
 namespace {
+
+using sm90::smem_desc;
+using sm90::smem_u32;
+using sm90::wgmma_commit;
+using sm90::wgmma_fence;
+using sm90::wgmma_wait;
 
 constexpr int kBM = 128, kBN = 256, kBK = 64, kBand = 16;
 constexpr int kThreads = 384;  // warpgroup 0: producer; 1-2: consumers (64 rows each)
@@ -34,9 +41,6 @@ struct Config {
   static_assert(kSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
 }
@@ -72,23 +76,6 @@ __device__ __forceinline__ void tma_store(const CUtensorMap* map, int c0, int c1
                    reinterpret_cast<uint64_t>(map)),
                "r"(c0), "r"(c1), "r"(smem_u32(src))
                : "memory");
-}
-// K-major operand in shared memory with the 128-byte swizzle TMA wrote: 8-row groups 1,024 bytes
-// apart (SBO), LBO unused (1), layout type 1 (128B swizzle) in bits 62-63.
-__device__ __forceinline__ uint64_t smem_desc(const void* p) {
-  const uint64_t a = smem_u32(p);
-  return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
-         (uint64_t{1} << 62);
-}
-__device__ __forceinline__ void wgmma_fence() {
-  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128],
                                                  uint64_t desc_a,

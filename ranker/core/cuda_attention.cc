@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -20,6 +21,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "kernels/block_attention.cuh"
+#include "kernels/block_attention_sm90.cuh"
 #include "kernels/doc_scores.cuh"
 #include "kernels/layer_ops.cuh"
 #include "kernels/swiglu_gemm.cuh"
@@ -245,6 +247,17 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.num_combine = static_cast<int32_t>(plan.num_combine);
   p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
+  // The grouped items on the wgmma kernel (block_attention_sm90.cuh) where it applies: head_dim
+  // 128, Hopper, and no long item among the grouped ones.
+  static const bool wgmma_env = [] {
+    const char* e = std::getenv("BLOCKRANK_ATTENTION_WGMMA");
+    return e != nullptr && std::string(e) == "1";
+  }();
+  const bool wgmma_on = plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped > 0;
+  p.wgmma_grouped = wgmma_on && d == 128 && p.num_streamed_items >= plan.num_long_items &&
+                            kernels::block_attention_sm90_supported(q.device().index())
+                        ? 1
+                        : 0;
   BLOCKRANK_CUDA_CHECK(
       kernels::block_attention_forward(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
   *out = o.view({t, hq * d});

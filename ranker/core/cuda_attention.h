@@ -36,6 +36,11 @@ struct CudaBlockPlan {
   /// num_streamed_items). -1 (default): the long items, or every item when the grouped CTAs would
   /// not give each SM two. Any value in [0, num_items] gives the same output.
   int64_t num_streamed_items = -1;
+  /// The grouped items on the wgmma kernel (kernels/block_attention_sm90.cuh) where it applies
+  /// (head_dim 128, Hopper, no long item among the grouped ones): 1 yes, 0 no, -1 (default) as
+  /// BLOCKRANK_ATTENTION_WGMMA=1 says (off unless set: on the H200 it is not faster end to end,
+  /// docs/BENCHMARKS.md, session 8). Same output either way (bf16 rounding apart).
+  int wgmma_grouped = -1;
   int64_t num_combine = 0;
   int64_t num_partials = 0;
   int64_t num_tokens = 0;

@@ -6,6 +6,7 @@
 // skipped without a device.
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -104,10 +105,14 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
   const at::Tensor ref = reference_attention(q, k, v, layout.block_lengths);
   // The automatic split between per-query-head and per-KV-group CTAs, the long items alone, then
   // every item one way and every item the other: the result must not depend on it.
-  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0};
-  for (int64_t streamed : splits) {
+  // Then the automatic split and the long items alone again with the grouped items on the wgmma
+  // kernel (head_dim 128 on Hopper; elsewhere these two repeat the mma.sync path).
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items};
+  for (size_t vi = 0; vi < std::size(splits); ++vi) {
+    const int64_t streamed = splits[vi];
     internal::CudaBlockPlan variant = plan;
     variant.num_streamed_items = streamed;
+    variant.wgmma_grouped = vi >= 4 ? 1 : 0;
     // Poison: the caching allocator hands the adapter's output this freed block back, so an
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
@@ -119,13 +124,14 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
     const double err = rel_l2(o, ref);
     std::printf(
         "attention N=%lld T=%lld Hq=%lld Hkv=%lld D=%lld split=%lld items=%lld streamed=%lld "
-        "partials=%lld rel_l2=%.2e\n",
+        "partials=%lld wgmma=%d rel_l2=%.2e\n",
         static_cast<long long>(sh.num_docs), static_cast<long long>(t), static_cast<long long>(hq),
         static_cast<long long>(sh.hkv), static_cast<long long>(d),
         static_cast<long long>(sh.split_keys), static_cast<long long>(plan.num_items),
-        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials), err);
+        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials),
+        variant.wgmma_grouped, err);
     EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio
-                                  << " streamed=" << streamed;
+                                  << " streamed=" << streamed << " wgmma=" << variant.wgmma_grouped;
   }
 }
 

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// Device helpers shared by the Hopper (sm_90a) kernels: shared-memory addresses, the wgmma fence /
+// commit / wait, and the shared-memory matrix descriptors of 128-byte-swizzled operands. Include
+// only from .cu files built for sm_90a (kernels/CMakeLists.txt's blockrank_kernels_sm90a).
+#ifndef BLOCKRANK_KERNELS_SM90_COMMON_CUH_
+#define BLOCKRANK_KERNELS_SM90_COMMON_CUH_
+
+#include <cstdint>
+
+namespace blockrank {
+namespace kernels {
+namespace sm90 {
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Operand in shared memory with the 128-byte swizzle (16-byte chunk c of 128-byte row r at chunk
+// c ^ (r % 8), rows 128 bytes apart, 1,024-byte aligned 8-row groups). K-major (the reduction
+// dimension contiguous, as TMA writes a [rows, 64] box): 8-row groups 1,024 bytes apart (SBO), LBO
+// unused (1), layout type 1 (128B swizzle) in bits 62-63.
+__device__ __forceinline__ uint64_t smem_desc(const void* p) {
+  const uint64_t a = smem_u32(p);
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+
+// MN-major (the output dimension contiguous: 64 elements per 128-byte row, one row per reduction
+// index) with the 128-byte swizzle, for wgmma's transposed B (CUTLASS's canonical
+// ((8,8,m),(8,k)) : ((1,8,LBO),(64,SBO)) in 16-byte units): 8-row groups `sbo` bytes apart along
+// the reduction dimension, 64-element column panels `lbo` bytes apart.
+__device__ __forceinline__ uint64_t smem_desc_mn(const void* p, uint32_t lbo, uint32_t sbo) {
+  const uint64_t a = smem_u32(p);
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{(lbo >> 4) & 0x3FFF} << 16) |
+         (uint64_t{(sbo >> 4) & 0x3FFF} << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+}  // namespace sm90
+}  // namespace kernels
+}  // namespace blockrank
+
+#endif  // BLOCKRANK_KERNELS_SM90_COMMON_CUH_

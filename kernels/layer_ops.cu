@@ -28,6 +28,35 @@ __device__ __forceinline__ float round_bf16(float v) {
 // all of its loads before using any (16 loads of 16 bytes in flight per lane), and x is read once.
 constexpr int kNormRegVecs = 16;
 
+// HF adds the residual in bf16: one rounding of the fp32 sum.
+__device__ __forceinline__ Bf16x8 add_rounded(Bf16x8 a, const Bf16x8& b) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
+    a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
+  }
+  return a;
+}
+__device__ __forceinline__ float square_sum(const Bf16x8& a, float ss) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 f = __bfloat1622float2(a.h[j]);
+    ss = fmaf(f.x, f.x, ss);
+    ss = fmaf(f.y, f.y, ss);
+  }
+  return ss;
+}
+// bf16(x * inv) first (HF casts the normalised fp32 back), then the bf16 weight product.
+__device__ __forceinline__ Bf16x8 normalised(const Bf16x8& a, const Bf16x8& wv, float inv) {
+  Bf16x8 o;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 f = __bfloat1622float2(a.h[j]), fw = __bfloat1622float2(wv.h[j]);
+    o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
+  }
+  return o;
+}
+
 // One warp per row. Forms the (bf16-rounded) residual sum, writes it back, accumulates the sum of
 // squares in fp32, then normalises. kInRegisters: the row is held in registers between the two
 // steps; otherwise the second step re-reads it (the same lanes wrote it: L1/L2 hits).
@@ -43,37 +72,10 @@ __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormPar
                       ? static_cast<const __nv_bfloat16*>(p.residual) + row * p.residual_row_stride
                       : nullptr;
   const int vecs = p.cols / 8;
-  // HF adds the residual in bf16: one rounding of the fp32 sum.
-  auto add = [](Bf16x8 a, const Bf16x8& b) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
-      a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
-    }
-    return a;
-  };
-  auto square_sum = [](const Bf16x8& a, float ss) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(a.h[j]);
-      ss = fmaf(f.x, f.x, ss);
-      ss = fmaf(f.y, f.y, ss);
-    }
-    return ss;
-  };
-  const auto* w = static_cast<const __nv_bfloat16*>(p.weight);
-  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride;
-  // bf16(x * inv) first (HF casts the normalised fp32 back), then the bf16 weight product.
-  auto normalise = [&](const Bf16x8& a, int v, float inv) {
-    const Bf16x8 wv = reinterpret_cast<const Bf16x8*>(w)[v];
-    Bf16x8 o;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(a.h[j]), fw = __bfloat1622float2(wv.h[j]);
-      o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
-    }
-    reinterpret_cast<Bf16x8*>(out)[v] = o;
-  };
+  const auto* w = reinterpret_cast<const Bf16x8*>(p.weight);
+  auto* out =
+      reinterpret_cast<Bf16x8*>(static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride);
+  auto normalise = [&](const Bf16x8& a, int v, float inv) { out[v] = normalised(a, w[v], inv); };
   float ss = 0.f;
   if constexpr (kInRegisters) {
     Bf16x8 a[kNormRegVecs], b[kNormRegVecs];
@@ -92,7 +94,7 @@ __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormPar
       const int v = lane + i * 32;
       if (v < vecs) {
         if (r != nullptr) {
-          a[i] = add(a[i], b[i]);
+          a[i] = add_rounded(a[i], b[i]);
           reinterpret_cast<Bf16x8*>(x)[v] = a[i];
         }
         ss = square_sum(a[i], ss);
@@ -114,7 +116,7 @@ __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormPar
     for (int v = lane; v < vecs; v += 32) {
       Bf16x8 a = reinterpret_cast<const Bf16x8*>(x)[v];
       if (r != nullptr) {
-        a = add(a, reinterpret_cast<const Bf16x8*>(r)[v]);
+        a = add_rounded(a, reinterpret_cast<const Bf16x8*>(r)[v]);
         reinterpret_cast<Bf16x8*>(x)[v] = a;
       }
       ss = square_sum(a, ss);
@@ -155,24 +157,14 @@ __global__ void __launch_bounds__(kRowThreads) blockrank_rms_norm_cta(RmsNormPar
   if (r != nullptr) {
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
-      const Bf16x8 b = r[threadIdx.x + i * kRowThreads];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {  // HF adds the residual in bf16: one rounding
-        const float2 fa = __bfloat1622float2(a[i].h[j]), fb = __bfloat1622float2(b.h[j]);
-        a[i].h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
-      }
+      a[i] = add_rounded(a[i], r[threadIdx.x + i * kRowThreads]);
       x[threadIdx.x + i * kRowThreads] = a[i];
     }
   }
   float ss = 0.f;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(a[i].h[j]);
-      ss = fmaf(f.x, f.x, ss);
-      ss = fmaf(f.y, f.y, ss);
-    }
+    ss = square_sum(a[i], ss);
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) {
@@ -193,14 +185,8 @@ __global__ void __launch_bounds__(kRowThreads) blockrank_rms_norm_cta(RmsNormPar
       reinterpret_cast<Bf16x8*>(static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride);
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    const Bf16x8 wv = w[threadIdx.x + i * kRowThreads];
-    Bf16x8 o;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {  // bf16(x * inv) first, then the bf16 weight product (HF)
-      const float2 f = __bfloat1622float2(a[i].h[j]), fw = __bfloat1622float2(wv.h[j]);
-      o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
-    }
-    out[threadIdx.x + i * kRowThreads] = o;
+    const int v = threadIdx.x + i * kRowThreads;
+    out[v] = normalised(a[i], w[v], inv);
   }
 }
 

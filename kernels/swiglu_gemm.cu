@@ -26,16 +26,14 @@ constexpr uint32_t kStageBytes = (kStageA + kStageB) * 2;
 // The two epilogues. kSwiGlu: the 256 B rows of a tile are 128 gate rows and the matching 128 up
 // rows, and each consumer writes a 64 x 128 act tile. kRope: the B rows are 256 consecutive output
 // columns (two 128-wide heads), written as a 64 x 256 tile, rotated where they are Q or K columns.
-// The larger staging tile leaves room for 3 stages instead of 4. kRopeSplit: kRope with 4 stages
-// and a 64 x 128 staging tile that takes the two heads one after the other (the second waits
-// until the first one's TMA store has read it).
-enum class Epilogue { kSwiGlu, kRope, kRopeSplit };
+// The larger staging tile leaves room for 3 stages instead of 4 (4 stages with the tile staged in
+// two halves measured no faster in the pass: bench/gpu/NOTES.md, session 8).
+enum class Epilogue { kSwiGlu, kRope };
 template <Epilogue E>
 struct Config {
   static constexpr int kOutCols = E == Epilogue::kSwiGlu ? 128 : 256;
-  static constexpr int kStagingCols = E == Epilogue::kRope ? 256 : 128;
-  static constexpr int kStages = E == Epilogue::kRope ? 3 : 4;
-  static constexpr size_t kStaging = size_t{64} * kStagingCols * 2;  // one consumer's staging
+  static constexpr int kStages = E == Epilogue::kSwiGlu ? 4 : 3;
+  static constexpr size_t kStaging = size_t{64} * kOutCols * 2;  // one consumer's output tile
   // Stages, the barriers' 1,024-byte slot, the two staging tiles, 1,024 bytes to align the base.
   static constexpr size_t kSmem = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
   static_assert(kSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
@@ -257,26 +255,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     consumer_sync(c);
     // Fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows lr and lr + 8. Staged with
     // TMA's 128-byte swizzle (16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes in 64-column
-    // box (j mod the staging width) / 8): no bank conflicts.
+    // box j / 8): no bank conflicts.
     const auto put = [&](int j, int row, uint32_t v) {
-      const int box = (j % (C::kStagingCols / 8)) / 8;
       uint8_t* dst =
-          tile_out + box * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
+          tile_out + (j / 8) * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
       *reinterpret_cast<uint32_t*>(dst) = v;
-    };
-    // Makes the staged columns [col0, col0 + kStagingCols) of the tile visible to the TMA and
-    // stores them (rows past `rows` are clipped by the store).
-    const auto store = [&](int col0) {
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      consumer_sync(c);
-      if (tid == 0) {
-        const int row0 = m * kBM + c * 64;
-#pragma unroll
-        for (int b = 0; b < C::kStagingCols / 64; ++b) {
-          tma_store(&map_out, n * C::kOutCols + col0 + 64 * b, row0, tile_out + 8192 * b);
-        }
-        asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-      }
     };
     if constexpr (E == Epilogue::kSwiGlu) {
       // Gate columns for j < 16, the same columns' up values at j + 16.
@@ -291,7 +274,6 @@ __global__ void __launch_bounds__(kThreads, 1)
           put(j, lr + 8 * h, pack_bf16x2(a0, a1));
         }
       }
-      store(0);
     } else {
       // Head e of the tile is fragments [16 e, 16 e + 16); column i < 64 of a head (fragment j)
       // pairs with i + 64 (fragment j + 8), frequency i. The projection is rounded to bf16 first
@@ -299,12 +281,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       // x1' = bf16(bf16(x1 c) - bf16(x2 s)), x2' = bf16(bf16(x2 c) + bf16(x1 s)).
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        if (E == Epilogue::kRopeSplit && e == 1) {  // head 0's store must have read the staging
-          if (tid == 0) {
-            asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-          }
-          consumer_sync(c);
-        }
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
           const int j1 = 16 * e + i, j2 = j1 + 8;
@@ -334,13 +310,17 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
           }
         }
-        if (E == Epilogue::kRopeSplit) {
-          store(128 * e);
-        }
       }
-      if (E == Epilogue::kRope) {
-        store(0);
+    }
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
+    consumer_sync(c);
+    if (tid == 0) {  // rows past `rows` are clipped by the store
+      const int row0 = m * kBM + c * 64;
+#pragma unroll
+      for (int b = 0; b < C::kOutCols / 64; ++b) {
+        tma_store(&map_out, n * C::kOutCols + 64 * b, row0, tile_out + 8192 * b);
       }
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
     }
   }
   if (tid == 0) {
@@ -436,10 +416,6 @@ cudaError_t rope_gemm(const RopeGemmParams& p, cudaStream_t stream) {
       (p.rope_cols > 0 && (p.cos_sin == nullptr || reinterpret_cast<uintptr_t>(p.cos_sin) % 8)) ||
       !aligned16(p.x) || !aligned16(p.w) || !aligned16(p.out)) {
     return cudaErrorInvalidValue;
-  }
-  if (p.split_staging) {
-    return launch<Epilogue::kRopeSplit>(p.x, p.w, p.n, p.out, p.n, p.rows, p.k, p.n, p.rope_cols,
-                                        p.cos_sin, stream);
   }
   return launch<Epilogue::kRope>(p.x, p.w, p.n, p.out, p.n, p.rows, p.k, p.n, p.rope_cols,
                                  p.cos_sin, stream);

@@ -56,9 +56,6 @@ struct RopeGemmParams {
   int32_t k;            ///< multiple of 64
   int32_t n;            ///< multiple of 256
   int32_t rope_cols;    ///< multiple of 256, <= n: the Q and K columns (head_dim 128)
-  /// 4 pipeline stages and the 64 x 256 output tile staged as two 64 x 128 halves, one after the
-  /// other, instead of 3 stages and the whole tile at once (A/B variant).
-  bool split_staging;
 };
 
 cudaError_t rope_gemm(const RopeGemmParams& params, cudaStream_t stream);

@@ -29,6 +29,14 @@
 
 namespace blockrank::internal {
 
+bool env_switch(const char* name, bool default_on) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    return default_on;
+  }
+  return std::string(v) != "0";
+}
+
 void throw_if_error(const Status& status) {
   TORCH_CHECK(status.is_ok(), status.to_string());
 }
@@ -249,10 +257,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   // The grouped items on the wgmma kernel (block_attention_sm90.cuh) where it applies: head_dim
   // 128, Hopper, and no long item among the grouped ones.
-  static const bool wgmma_env = [] {
-    const char* e = std::getenv("BLOCKRANK_ATTENTION_WGMMA");
-    return e != nullptr && std::string(e) == "1";
-  }();
+  static const bool wgmma_env = env_switch("BLOCKRANK_ATTENTION_WGMMA", false);
   const bool wgmma_on = plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped > 0;
   p.wgmma_grouped = wgmma_on && d == 128 && p.num_streamed_items >= plan.num_long_items &&
                             kernels::block_attention_sm90_supported(q.device().index())
@@ -454,8 +459,7 @@ Status cuda_rope_gemm(const at::Tensor& x_in,
                       const at::Tensor& w_in,
                       const at::Tensor& cos_sin,
                       int64_t rope_cols,
-                      at::Tensor* out,
-                      bool split_staging) {
+                      at::Tensor* out) {
   if (!cuda_rope_gemm_usable(x_in, w_in, rope_cols, 128)) {
     return Status::invalid_argument(
         "cuda_rope_gemm: x [T, K] and w [N, K] bf16 on an sm_90 device, K % 64 == 0, N % 256 == 0, "
@@ -490,7 +494,6 @@ Status cuda_rope_gemm(const at::Tensor& x_in,
   p.k = static_cast<int32_t>(x.size(1));
   p.n = static_cast<int32_t>(n);
   p.rope_cols = static_cast<int32_t>(rope_cols);
-  p.split_staging = split_staging;
   BLOCKRANK_CUDA_CHECK(kernels::rope_gemm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
   *out = o;
   return Status::ok();
@@ -627,7 +630,7 @@ bool cuda_rope_gemm_usable(const at::Tensor&, const at::Tensor&, int64_t, int64_
 }
 
 Status cuda_rope_gemm(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, at::Tensor*, bool) {
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, at::Tensor*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -22,6 +22,10 @@
 
 namespace blockrank::internal {
 
+/// A developer switch of the GPU path read from the environment (A/B runs of the benchmarks):
+/// unset or empty gives `default_on`, "0" turns it off, anything else on.
+bool env_switch(const char* name, bool default_on);
+
 /// The kernels' view of one BlockRank layout, on the device: built once per prompt and reused by
 /// every layer (one host-to-device copy instead of per-layer or per-document work).
 struct CudaBlockPlan {
@@ -131,14 +135,12 @@ bool cuda_rope_gemm_usable(const at::Tensor& x,
 /// out [T, N] = x wᵀ (bf16) with columns [0, rope_cols) rotated as cuda_rope_inplace would rotate
 /// them, bit for bit, given the same rounded product; cos_sin from cuda_rope_table for x's rows.
 /// When *out is defined it must be a [T, N] bf16 tensor with contiguous rows (e.g. a row range of
-/// a larger buffer) and is written in place; else a new tensor is returned there. split_staging:
-/// the kernel's 4-stage variant (RopeGemmParams::split_staging).
+/// a larger buffer) and is written in place; else a new tensor is returned there.
 Status cuda_rope_gemm(const at::Tensor& x,
                       const at::Tensor& w,
                       const at::Tensor& cos_sin,
                       int64_t rope_cols,
-                      at::Tensor* out,
-                      bool split_staging = false);
+                      at::Tensor* out);
 
 /// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
 /// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and

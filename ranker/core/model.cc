@@ -124,15 +124,7 @@ at::Tensor document_scores_from_logits(const at::Tensor& doc_logits,
 
 namespace {
 
-// A developer switch of the GPU layer loop read from the environment (A/B runs of the benchmarks):
-// unset or empty gives `default_on`, "0" turns it off, anything else on.
-bool env_switch(const char* name, bool default_on) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    return default_on;
-  }
-  return std::string(v) != "0";
-}
+using internal::env_switch;
 
 struct LayerWeights {
   at::Tensor input_norm, post_norm;
@@ -722,13 +714,12 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   static const bool swiglu_gemm = env_switch("BLOCKRANK_SWIGLU_GEMM", true);
   // BLOCKRANK_ROPE_GEMM=1: the Q|K|V GEMM with RoPE in its epilogue (kernels/swiglu_gemm's
   // rope_gemm; head_dim 128, no QKV bias, Hopper) instead of cuBLAS + the RoPE kernel, from a
-  // (cos, sin) table built once for all layers; BLOCKRANK_ROPE_GEMM_SPLIT=1: its 4-stage variant.
-  // Off by default: on the H200 the pass is slower with it (Mistral-7B shape N = 100, alternated
-  // processes: cuBLAS + RoPE 173.2 / 173.3 ms, rope_gemm 175.6 / 176.5, 4-stage 175.9 / 174.1;
-  // bench/gpu/NOTES.md, session 8): at N = 6,144 the kernel is ~10% behind cuBLAS (no epilogue
-  // overlap, 18.4 waves of 128 x 256 tiles), more than the 1.65 ms RoPE pass it removes.
+  // (cos, sin) table built once for all layers. Off by default: on the H200 the pass is slower
+  // with it (Mistral-7B shape N = 100, alternated processes: cuBLAS + RoPE 173.2 / 173.3 ms,
+  // rope_gemm 175.6 / 176.5; bench/gpu/NOTES.md, session 8): at N = 6,144 the kernel is ~10%
+  // behind cuBLAS (no epilogue overlap, 18.4 waves of 128 x 256 tiles), more than the 1.65 ms
+  // RoPE pass it removes.
   static const bool rope_gemm_on = env_switch("BLOCKRANK_ROPE_GEMM", false);
-  static const bool rope_split = env_switch("BLOCKRANK_ROPE_GEMM_SPLIT", false);
   const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
                          internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);
   at::Tensor cos_sin;
@@ -745,7 +736,7 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     if (c > 0) {
       at::Tensor rows = qkv_full.narrow(0, c, n);
       if (rope_gemm) {
-        throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &rows, rope_split));
+        throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &rows));
       } else if (w.qkv_b.defined()) {
         at::addmm_out(rows, w.qkv_b, h, w.qkv_w.t());
       } else {
@@ -767,7 +758,7 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
       }
       qkv = qkv_full;
     } else if (rope_gemm) {
-      throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &qkv, rope_split));
+      throw_if_error(internal::cuda_rope_gemm(h, w.qkv_w, cos_sin, qd + kvd, &qkv));
       timer.mark("qkv_gemm");
     } else {
       qkv = at::linear(h, w.qkv_w, w.qkv_b);

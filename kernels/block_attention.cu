@@ -186,6 +186,12 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
   const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
   // A warp whose 16 rows are all past the item (a short block's tile) only helps with the copies.
   const bool active = it.row_begin + wrow < it.row_end;
+  // The last visible virtual key of each of the lane's two rows (-1 for a row past the item: all
+  // masked). Keys v < a_end are visible to every row (an item's rows start at b_start or later, as
+  // build_attention_work makes them), keys v >= a_end while b_start + (v - a_end) <= row, so a
+  // row sees exactly the keys v <= row - b_start + a_end below key_end: one compare per score.
+  const int lim0 = valid0 ? min(row0 - it.b_start + it.a_end, it.key_end - 1) : -1;
+  const int lim1 = valid1 ? min(row1 - it.b_start + it.a_end, it.key_end - 1) : -1;
 
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
@@ -322,15 +328,12 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
                           (kt + kTileKeys <= it.a_end ||
                            it.b_start + (kt + kTileKeys - 1 - it.a_end) <= it.row_begin);
         if (!full) {
+          const int d0 = lim0 - kt - t4 * 2, d1 = lim1 - kt - t4 * 2;  // vs the column in the tile
 #pragma unroll
           for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              const int vk = kt + nt * 8 + t4 * 2 + (e & 1);
-              const int row = e < 2 ? row0 : row1;
-              const bool ok = (e < 2 ? valid0 : valid1) && vk < it.key_end &&
-                              (vk < it.a_end || it.b_start + (vk - it.a_end) <= row);
-              s[nt][e] = ok ? s[nt][e] : -INFINITY;
+              s[nt][e] = nt * 8 + (e & 1) <= (e < 2 ? d0 : d1) ? s[nt][e] : -INFINITY;
             }
           }
         }
@@ -366,12 +369,14 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
         }
         l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
         l1 = l1 * alpha1 + sum1;
+        if (i > 0) {  // O is still zero after no tile
 #pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-          o[dt][0] *= alpha0;
-          o[dt][1] *= alpha0;
-          o[dt][2] *= alpha1;
-          o[dt][3] *= alpha1;
+          for (int dt = 0; dt < D / 8; ++dt) {
+            o[dt][0] *= alpha0;
+            o[dt][1] *= alpha0;
+            o[dt][2] *= alpha1;
+            o[dt][3] *= alpha1;
+          }
         }
         // O += P V: two adjacent 8-key accumulator tiles form one 16-key A fragment.
 #pragma unroll

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fused decoder-layer elementwise ops; see layer_ops.cuh. All three are bandwidth-bound: 16-byte
-// (8 x bf16) loads for the norm and SwiGLU, bf16x2 for RoPE. The norm keeps a row's loads in
-// flight together (the row in registers): one CTA per row for 2,048-8,192 columns (8 warp partials
-// through shared memory), else one warp per row; SwiGLU uses 32-bit indices and fast exp/divide.
+// (8 x bf16, Bf16x8) loads and stores, RoPE's 4-byte kernel only where the vectors do not fit. The
+// norm keeps a row's loads in flight together (the row in registers): one CTA per row for
+// 2,048-8,192 columns (8 warp partials through shared memory), else one warp per row; SwiGLU uses
+// 32-bit indices and fast exp/divide.
 #include <cmath>
 
 #include <cuda_bf16.h>
 
+#include "kernels/bf16x8.cuh"
 #include "kernels/layer_ops.cuh"
 
 namespace blockrank {
@@ -15,10 +17,6 @@ namespace {
 
 constexpr int kNormWarps = 4;  // rows per CTA
 constexpr int kThreads = 256;
-
-struct alignas(16) Bf16x8 {
-  __nv_bfloat162 h[4];
-};
 
 __device__ __forceinline__ float round_bf16(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));
@@ -32,15 +30,15 @@ constexpr int kNormRegVecs = 16;
 __device__ __forceinline__ Bf16x8 add_rounded(Bf16x8 a, const Bf16x8& b) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const float2 fa = __bfloat1622float2(a.h[j]), fb = __bfloat1622float2(b.h[j]);
-    a.h[j] = __floats2bfloat162_rn(fa.x + fb.x, fa.y + fb.y);
+    const float2 fa = a.get(j), fb = b.get(j);
+    a.set(j, fa.x + fb.x, fa.y + fb.y);
   }
   return a;
 }
 __device__ __forceinline__ float square_sum(const Bf16x8& a, float ss) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const float2 f = __bfloat1622float2(a.h[j]);
+    const float2 f = a.get(j);
     ss = fmaf(f.x, f.x, ss);
     ss = fmaf(f.y, f.y, ss);
   }
@@ -51,8 +49,8 @@ __device__ __forceinline__ Bf16x8 normalised(const Bf16x8& a, const Bf16x8& wv, 
   Bf16x8 o;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const float2 f = __bfloat1622float2(a.h[j]), fw = __bfloat1622float2(wv.h[j]);
-    o.h[j] = __floats2bfloat162_rn(fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
+    const float2 f = a.get(j), fw = wv.get(j);
+    o.set(j, fw.x * round_bf16(f.x * inv), fw.y * round_bf16(f.y * inv));
   }
   return o;
 }
@@ -209,11 +207,11 @@ __global__ void __launch_bounds__(kThreads) blockrank_silu_mul(SiluMulParams p) 
     Bf16x8 o;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const float2 fg = __bfloat1622float2(g.h[j]), fu = __bfloat1622float2(u.h[j]);
+      const float2 fg = g.get(j), fu = u.get(j);
       // silu(g) = g / (1 + e^-g) in fp32, rounded to bf16 (ATen's silu output), then the product.
       const float sx = round_bf16(__fdividef(fg.x, 1.f + __expf(-fg.x)));
       const float sy = round_bf16(__fdividef(fg.y, 1.f + __expf(-fg.y)));
-      o.h[j] = __floats2bfloat162_rn(sx * fu.x, sy * fu.y);
+      o.set(j, sx * fu.x, sy * fu.y);
     }
     reinterpret_cast<Bf16x8*>(out + static_cast<int64_t>(row) * p.out_row_stride)[v] = o;
   }
@@ -249,6 +247,46 @@ static __global__ void __launch_bounds__(kThreads) blockrank_rope(RopeParams p) 
                                    round_bf16(x2.y * c[1]) + round_bf16(x1.y * s[1]));
     }
   }
+}
+
+// The same rotation with 16-byte vectors from the pass's (cos, sin) table (rope_table: bit for bit
+// the values blockrank_rope computes): one thread per (row, head, 8 frequencies), full grid. On
+// the H200 at [12,896, 40 x 128] (bench/gpu/layer_ops_bench.cu): 68.6 us against 80.8 for
+// blockrank_rope, whose 4-byte accesses keep fewer bytes in flight; computing the 8 angles per
+// thread instead of reading them costs more than it saves (90-115 us for 2-40 heads per thread).
+// The table (rows x D/2 words, 3.3 MB at Mistral N = 100) is re-read for every head from L2.
+template <int kD>
+static __global__ void __launch_bounds__(kThreads) blockrank_rope_vec(RopeParams p) {
+  constexpr int kHalf = kD / 2, kChunks = kHalf / 8;
+  const int64_t total = static_cast<int64_t>(p.rows) * p.heads * kChunks;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) {
+    return;
+  }
+  const int ch = static_cast<int>(i % kChunks);
+  const int64_t rh = i / kChunks;
+  const int h = static_cast<int>(rh % p.heads);
+  const int64_t row = rh / p.heads;
+  auto* base = static_cast<__nv_bfloat16*>(p.x) + row * p.row_stride + h * p.head_stride + ch * 8;
+  const Bf16x8 x1 = *reinterpret_cast<const Bf16x8*>(base);
+  const Bf16x8 x2 = *reinterpret_cast<const Bf16x8*>(base + kHalf);
+  // Words ch*8 .. ch*8+7 of the row: (cos, sin) of frequencies 8 ch ..; two Bf16x8 of 4 words.
+  const auto* cs = static_cast<const Bf16x8*>(p.cos_sin) + (row * kHalf + ch * 8) / 4;
+  const Bf16x8 cs_lo = cs[0], cs_hi = cs[1];
+  Bf16x8 o1, o2;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 a = x1.get(j), b = x2.get(j);
+    // frequencies 2j and 2j + 1: words 2j, 2j + 1 of the 8, each (cos, sin)
+    const float2 k0 = (j < 2 ? cs_lo : cs_hi).get((2 * j) % 4);
+    const float2 k1 = (j < 2 ? cs_lo : cs_hi).get((2 * j + 1) % 4);
+    o1.set(j, round_bf16(a.x * k0.x) - round_bf16(b.x * k0.y),
+           round_bf16(a.y * k1.x) - round_bf16(b.y * k1.y));
+    o2.set(j, round_bf16(b.x * k0.x) + round_bf16(a.x * k0.y),
+           round_bf16(b.y * k1.x) + round_bf16(a.y * k1.y));
+  }
+  *reinterpret_cast<Bf16x8*>(base) = o1;
+  *reinterpret_cast<Bf16x8*>(base + kHalf) = o2;
 }
 
 static __global__ void __launch_bounds__(kThreads) blockrank_rope_table(RopeTableParams p) {
@@ -328,8 +366,25 @@ cudaError_t rope(const RopeParams& p, cudaStream_t stream) {
   if (p.rows == 0 || p.heads == 0) {
     return cudaSuccess;
   }
-  blockrank_rope<<<grid_for(static_cast<int64_t>(p.rows) * (p.head_dim / 4)), kThreads, 0,
-                   stream>>>(p);
+  const bool vec = p.cos_sin != nullptr && (p.head_dim == 64 || p.head_dim == 128) &&
+                   p.row_stride % 8 == 0 && p.head_stride % 8 == 0 &&
+                   reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(p.cos_sin) % 16 == 0;
+  if (!vec) {
+    blockrank_rope<<<grid_for(static_cast<int64_t>(p.rows) * (p.head_dim / 4)), kThreads, 0,
+                     stream>>>(p);
+    return cudaGetLastError();
+  }
+  const int64_t ctas =
+      (static_cast<int64_t>(p.rows) * p.heads * (p.head_dim / 16) + kThreads - 1) / kThreads;
+  if (ctas >= (int64_t{1} << 31)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.head_dim == 64) {
+    blockrank_rope_vec<64><<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(p);
+  } else {
+    blockrank_rope_vec<128><<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(p);
+  }
   return cudaGetLastError();
 }
 

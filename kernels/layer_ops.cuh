@@ -54,6 +54,10 @@ struct RopeParams {
   int32_t rows;
   int32_t heads;
   int32_t head_dim;  ///< even, and a multiple of 4 (pairs of bf16 per thread in each half)
+  /// Optional: rope_table()'s output for these rows and this inv_freq ([rows, head_dim / 2]
+  /// words, 16-byte aligned). With it, and head_dim 64 or 128 with 16-byte aligned x and strides,
+  /// a 16-byte-vector kernel reads the angles instead of computing them; the bits are the same.
+  const void* cos_sin = nullptr;
 };
 
 cudaError_t rope(const RopeParams& params, cudaStream_t stream);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // RMSNorm and RoPE variants against the product kernels (kernels/layer_ops.cu) at the Mistral-7B
 // N = 100 shape ([12,896, 4,096] norm rows; [12,896, 40 heads x 128] RoPE), plus a plain copy of
-// the same bytes as the bandwidth reference. Every variant's output is compared bitwise with the
-// product kernel's (the warp-per-row norms add the squares in another order than the product's
-// one CTA per row, so a last-bit difference there is expected). Build and run on the GPU machine:
+// the same bytes as the bandwidth reference (all 16-byte accesses, Bf16x8). Every norm variant's
+// output is compared bitwise with the product kernel's (the warp-per-row norms add the squares in
+// another order than the product's one CTA per row, so a last-bit difference there is expected);
+// RoPE's two kernels (angles computed, 4-byte accesses; angles read from the pass's table, 16-byte
+// accesses) are compared with each other. Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I. bench/gpu/layer_ops_bench.cu kernels/layer_ops.cu \
 //     -o /tmp/layer_ops_bench && /tmp/layer_ops_bench
 #include <cmath>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "bench/gpu/cuda_bench_util.cuh"
+#include "kernels/bf16x8.cuh"
 #include "kernels/layer_ops.cuh"
 
 namespace {
@@ -19,9 +22,7 @@ namespace {
 using blockrank::bench::fill_random_bf16;
 using blockrank::bench::time_ms;
 
-struct alignas(16) V8 {
-  __nv_bfloat162 h[4];
-};
+using V8 = blockrank::kernels::Bf16x8;  // 16-byte loads and stores
 
 __device__ __forceinline__ float rbf(float v) {
   return __bfloat162float(__float2bfloat16_rn(v));
@@ -59,7 +60,7 @@ __global__ void __launch_bounds__(kWarps * 32) norm_warp(const __nv_bfloat16* __
   for (int i = 0; i < kVecs; ++i) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(a[i].h[j]);
+      const float2 f = a[i].get(j);
       ss = fmaf(f.x, f.x, ss);
       ss = fmaf(f.y, f.y, ss);
     }
@@ -76,59 +77,10 @@ __global__ void __launch_bounds__(kWarps * 32) norm_warp(const __nv_bfloat16* __
     V8 o;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(a[i].h[j]), fw = __bfloat1622float2(wv.h[j]);
-      o.h[j] = __floats2bfloat162_rn(fw.x * rbf(f.x * inv), fw.y * rbf(f.y * inv));
+      const float2 f = a[i].get(j), fw = wv.get(j);
+      o.set(j, fw.x * rbf(f.x * inv), fw.y * rbf(f.y * inv));
     }
     orow[lane + i * 32] = o;
-  }
-}
-
-// RoPE from a per-pass table: cs[row][f] = (bf16 cos, bf16 sin) of positions[row] * inv_freq[f],
-// f < D/2. One thread per (row, head, 8 frequencies): 16-byte loads of x1 and x2.
-__global__ void rope_table_build(
-    const int64_t* pos, const float* inv_freq, __nv_bfloat162* cs, int rows, int half) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < int64_t{rows} * half;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / half;
-    const int f = static_cast<int>(i % half);
-    const float angle = static_cast<float>(pos[r]) * inv_freq[f];
-    cs[i] = __floats2bfloat162_rn(cosf(angle), sinf(angle));
-  }
-}
-
-template <int kD>
-__global__ void __launch_bounds__(256) rope_vec(__nv_bfloat16* __restrict__ x,
-                                                const __nv_bfloat162* __restrict__ cs,
-                                                int rows,
-                                                int heads,
-                                                int64_t row_stride) {
-  constexpr int kHalf = kD / 2, kChunks = kHalf / 8;
-  const int64_t total = int64_t{rows} * heads * kChunks;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int ch = static_cast<int>(i % kChunks);
-    const int64_t rh = i / kChunks;
-    const int h = static_cast<int>(rh % heads);
-    const int64_t r = rh / heads;
-    __nv_bfloat16* base = x + r * row_stride + h * kD + ch * 8;
-    V8 x1 = *reinterpret_cast<const V8*>(base);
-    V8 x2 = *reinterpret_cast<const V8*>(base + kHalf);
-    const uint4* csp = reinterpret_cast<const uint4*>(cs + r * kHalf + ch * 8);
-    uint4 c4[2] = {csp[0], csp[1]};
-    const __nv_bfloat162* c2 = reinterpret_cast<const __nv_bfloat162*>(c4);
-    V8 o1, o2;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 a = __bfloat1622float2(x1.h[j]), b = __bfloat1622float2(x2.h[j]);
-      const float2 k0 = __bfloat1622float2(c2[2 * j]), k1 = __bfloat1622float2(c2[2 * j + 1]);
-      // k0 = (cos, sin) of frequency 2j, k1 of 2j + 1
-      o1.h[j] = __floats2bfloat162_rn(rbf(a.x * k0.x) - rbf(b.x * k0.y),
-                                      rbf(a.y * k1.x) - rbf(b.y * k1.y));
-      o2.h[j] = __floats2bfloat162_rn(rbf(b.x * k0.x) + rbf(a.x * k0.y),
-                                      rbf(b.y * k1.x) + rbf(a.y * k1.y));
-    }
-    *reinterpret_cast<V8*>(base) = o1;
-    *reinterpret_cast<V8*>(base + kHalf) = o2;
   }
 }
 
@@ -221,34 +173,39 @@ int main() {
   rp.rows = rows;
   rp.heads = heads;
   rp.head_dim = d;
-  // Correctness: one application each on equal inputs.
+  // The table once (as the pass builds it), then the two kernels on equal inputs.
+  blockrank::kernels::RopeTableParams tp{};
+  tp.positions = pos;
+  tp.inv_freq = inv;
+  tp.out = cs;
+  tp.rows = rows;
+  tp.head_dim = d;
+  BENCH_CHECK_CUDA(blockrank::kernels::rope_table(tp, s0));
   rp.x = qkv;
+  rp.cos_sin = nullptr;
   BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0));
-  rope_table_build<<<1024, 256>>>(pos, inv, cs, rows, d / 2);
-  rope_vec<128><<<132 * 16, 256>>>(qkv2, cs, rows, heads, stride);
+  rp.x = qkv2;
+  rp.cos_sin = cs;
+  BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0));
   BENCH_CHECK_CUDA(cudaDeviceSynchronize());
   const bool rope_ok = same(qkv, qkv2, qn);
   const double rgb = 2.0 * rows * heads * d * 2 / 1e9;
   std::printf("\nRoPE [%d, %d heads x %d] in place (GB/s counts Q|K read + written)\n", rows, heads,
               d);
-  std::printf("| variant | us | GB/s | bitwise = product |\n| --- | --- | --- | --- |\n");
+  std::printf("| variant | us | GB/s | bitwise = 4-byte kernel |\n| --- | --- | --- | --- |\n");
+  auto rope = [&] { BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0)); };
+  auto table = [&] { BENCH_CHECK_CUDA(blockrank::kernels::rope_table(tp, s0)); };
   for (int round = 0; round < 2; ++round) {
-    auto rprod = [&] { BENCH_CHECK_CUDA(blockrank::kernels::rope(rp, s0)); };
-    float t = time_ms(rprod, 3, reps);
-    std::printf("| product (thread per row x 2 freqs, loop over heads) | %.1f | %.0f | yes |\n",
-                t * 1e3, rgb / (t * 1e-3));
-    auto rv = [&] { rope_vec<128><<<132 * 16, 256>>>(qkv2, cs, rows, heads, stride); };
-    t = time_ms(rv, 3, reps);
-    std::printf("| 16-byte vectors from a per-pass cos/sin table | %.1f | %.0f | %s |\n", t * 1e3,
+    rp.cos_sin = nullptr;
+    float t = time_ms(rope, 3, reps);
+    std::printf(
+        "| 4-byte kernel, angles computed (thread per row x 2 freqs) | %.1f | %.0f | ref |\n",
+        t * 1e3, rgb / (t * 1e-3));
+    rp.cos_sin = cs;
+    t = time_ms(rope, 3, reps);
+    std::printf("| 16-byte kernel reading the table (the pass) | %.1f | %.0f | %s |\n", t * 1e3,
                 rgb / (t * 1e-3), rope_ok ? "yes" : "NO");
-    auto rvg = [&] {
-      rope_vec<128><<<(rows * heads * 8 + 255) / 256, 256>>>(qkv2, cs, rows, heads, stride);
-    };
-    t = time_ms(rvg, 3, reps);
-    std::printf("| same, one thread per vector (full grid) | %.1f | %.0f | %s |\n", t * 1e3,
-                rgb / (t * 1e-3), rope_ok ? "yes" : "NO");
-    auto tb = [&] { rope_table_build<<<1024, 256>>>(pos, inv, cs, rows, d / 2); };
-    t = time_ms(tb, 3, reps);
+    t = time_ms(table, 3, reps);
     std::printf("| (table build, once per pass) | %.1f | | |\n", t * 1e3);
   }
   return 0;

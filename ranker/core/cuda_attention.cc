@@ -501,7 +501,8 @@ Status cuda_rope_gemm(const at::Tensor& x_in,
 
 Status cuda_rope_inplace(const at::Tensor& x,
                          const at::Tensor& positions,
-                         const at::Tensor& inv_freq) {
+                         const at::Tensor& inv_freq,
+                         const at::Tensor& cos_sin) {
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(x, "x", at::kBFloat16, 3));
   const int64_t t = x.size(0), d = x.size(2);
   if (d % 4 != 0 || t >= (int64_t{1} << 31)) {
@@ -518,6 +519,12 @@ Status cuda_rope_inplace(const at::Tensor& x,
     return Status::invalid_argument(
         "cuda_rope_inplace: inv_freq must be fp32 [D / 2] on x's device");
   }
+  if (cos_sin.defined() &&
+      (cos_sin.device() != x.device() || cos_sin.scalar_type() != at::kInt || cos_sin.dim() != 2 ||
+       cos_sin.size(0) != t || cos_sin.size(1) != d / 2 || !cos_sin.is_contiguous())) {
+    return Status::invalid_argument(
+        "cuda_rope_inplace: cos_sin must be cuda_rope_table's int32 [T, D / 2] on x's device");
+  }
   const c10::cuda::CUDAGuard guard(x.device());
   kernels::RopeParams p{};
   p.x = x.data_ptr();
@@ -528,6 +535,7 @@ Status cuda_rope_inplace(const at::Tensor& x,
   p.rows = static_cast<int32_t>(t);
   p.heads = static_cast<int32_t>(x.size(1));
   p.head_dim = static_cast<int32_t>(d);
+  p.cos_sin = cos_sin.defined() ? cos_sin.data_ptr() : nullptr;
   BLOCKRANK_CUDA_CHECK(kernels::rope(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
   return Status::ok();
 }
@@ -617,7 +625,10 @@ Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
-Status cuda_rope_inplace(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+Status cuda_rope_inplace(const at::Tensor&,
+                         const at::Tensor&,
+                         const at::Tensor&,
+                         const at::Tensor&) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

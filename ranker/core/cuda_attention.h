@@ -144,10 +144,13 @@ Status cuda_rope_gemm(const at::Tensor& x,
 
 /// Rotary embedding (HF rotate_half) in place on x [T, H, D] (bf16, CUDA, last dim contiguous; any
 /// row/head strides, e.g. the Q and K heads of a merged QKV output), positions int64 [T] and
-/// inv_freq fp32 [D / 2] on the same device.
+/// inv_freq fp32 [D / 2] on the same device. `cos_sin` (optional): cuda_rope_table(positions,
+/// inv_freq) computed once for several calls (the layers of a pass); with it a 16-byte-vector
+/// kernel reads the angles (head_dim 64 or 128), with the same bits as without.
 Status cuda_rope_inplace(const at::Tensor& x,
                          const at::Tensor& positions,
-                         const at::Tensor& inv_freq);
+                         const at::Tensor& inv_freq,
+                         const at::Tensor& cos_sin = at::Tensor());
 
 /// Per-stage GPU time of a loop of launches (the fused layer loop under
 /// BLOCKRANK_PROFILE_LAYERS=1): mark(stage) records a CUDA event on the current stream and charges

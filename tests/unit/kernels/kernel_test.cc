@@ -407,6 +407,12 @@ TEST_F(KernelTest, RopeMatchesAten) {
     EXPECT_LT(err, kElementwiseTol);
     EXPECT_TRUE(at::equal(qkv.narrow(1, qd + kvd, kvd), before.narrow(1, qd + kvd, kvd)))
         << "V columns touched";
+    // The 16-byte kernel reading a precomputed (cos, sin) table gives the same bits.
+    at::Tensor cos_sin, other = before.clone();
+    ASSERT_OK(internal::cuda_rope_table(pos, inv_freq, &cos_sin));
+    ASSERT_OK(internal::cuda_rope_inplace(other.narrow(1, 0, qd + kvd).view({t, cs.hq + cs.hkv, d}),
+                                          pos, inv_freq, cos_sin));
+    EXPECT_TRUE(at::equal(other, qkv)) << "table kernel";
   }
 }
 

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fused decoder-layer elementwise ops; see layer_ops.cuh. All three are bandwidth-bound: 16-byte
 // (8 x bf16, Bf16x8) loads and stores, except RoPE's 4-byte kernel (no (cos, sin) table given,
-// or a head_dim / alignment the vectors do not fit). The
-// norm keeps a row's loads in flight together (the row in registers): one CTA per row for
-// 2,048-8,192 columns (8 warp partials through shared memory), else one warp per row; SwiGLU uses
-// 32-bit indices and fast exp/divide.
+// or a head_dim / alignment the vectors do not fit). The norm keeps a row's loads in flight
+// together (the row in registers): one CTA per row for 2,048-8,192 columns (8 warp partials
+// through shared memory), else one warp per row; SwiGLU uses 32-bit indices and fast exp/divide.
 #include <cmath>
 
 #include <cuda_bf16.h>

@@ -22,6 +22,7 @@
 #include "kernels/attention_rows.cuh"
 #include "kernels/block_attention.cuh"
 #include "kernels/block_attention_sm90.cuh"
+#include "kernels/device_util.cuh"
 
 namespace blockrank {
 namespace kernels {
@@ -34,11 +35,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kAttentionTileRows == kWarps * 16, "each warp owns 16 rows of a tile");
 static_assert(kAttentionResidentTiles == 3, "the ring's prefetch depth (2) assumes 3 slots");
-
-__device__ __forceinline__ uint32_t pack_floats(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-  return *reinterpret_cast<uint32_t*>(&v);
-}
 
 // D (16x8, fp32) += A (16x16, bf16, row-major) * B (16x8, bf16, column-major). Fragment layout
 // (PTX ISA, mma.m16n8k16): g = lane / 4, t = lane % 4; a0 = A[g][2t..2t+1], a1 = A[g+8][2t..],
@@ -71,16 +67,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(a));
 }
 
-// 16-byte global -> shared copy that bypasses the registers (sm80+). src_bytes 0 writes 16 zero
-// bytes and reads nothing (the source must still be a valid address expression).
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -98,13 +84,6 @@ __device__ __forceinline__ void cp_async_wait_dynamic(int n) {
   } else {
     cp_async_wait<0>();
   }
-}
-
-// 2^x on the special-function unit (flush-to-zero; ex2(-inf) = +0).
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // Shared-memory tiles are unpadded rows of D bf16 values (D / 8 16-byte chunks); chunk c of row r
@@ -381,10 +360,10 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
         // O += P V: two adjacent 8-key accumulator tiles form one 16-key A fragment.
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-          const uint32_t a[4] = {pack_floats(s[2 * kk][0], s[2 * kk][1]),
-                                 pack_floats(s[2 * kk][2], s[2 * kk][3]),
-                                 pack_floats(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                 pack_floats(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+          const uint32_t a[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),
+                                 pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                                 pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                 pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
           for (int dp = 0; dp < D / 16; ++dp) {  // head-dim tiles 2 dp and 2 dp + 1
             uint32_t b[4];

@@ -17,6 +17,7 @@
 #include "kernels/attention_rows.cuh"
 #include "kernels/block_attention.cuh"
 #include "kernels/block_attention_sm90.cuh"
+#include "kernels/device_util.cuh"
 #include "kernels/sm90_common.cuh"
 
 namespace blockrank {
@@ -25,7 +26,6 @@ namespace {
 
 using sm90::smem_desc;
 using sm90::smem_desc_mn;
-using sm90::smem_u32;
 using sm90::wgmma_commit;
 using sm90::wgmma_fence;
 using sm90::wgmma_wait;
@@ -46,24 +46,8 @@ __device__ __forceinline__ int tile_offset(int r, int c) {
   return (c >> 3) * kPanel + r * 128 + (((c & 7) ^ (r & 7)) << 4);
 }
 
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ uint32_t pack_floats(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
 }
 // Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
 // warpgroup_fence_operand): the compiler may neither move it nor reuse its register early.
@@ -271,10 +255,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
           const float* a = &s[i][8 * kk];  // 8-key tiles 2 kk and 2 kk + 1
-          pa[i][kk][0] = pack_floats(a[0], a[1]);
-          pa[i][kk][1] = pack_floats(a[2], a[3]);
-          pa[i][kk][2] = pack_floats(a[4], a[5]);
-          pa[i][kk][3] = pack_floats(a[6], a[7]);
+          pa[i][kk][0] = pack_bf16x2(a[0], a[1]);
+          pa[i][kk][1] = pack_bf16x2(a[2], a[3]);
+          pa[i][kk][2] = pack_bf16x2(a[4], a[5]);
+          pa[i][kk][3] = pack_bf16x2(a[6], a[7]);
         }
       } else {
 #pragma unroll

@@ -8,7 +8,7 @@
 
 #include <cuda_bf16.h>
 
-#include "kernels/bf16x8.cuh"
+#include "kernels/device_util.cuh"
 #include "kernels/layer_ops.cuh"
 
 namespace blockrank {
@@ -17,10 +17,6 @@ namespace {
 
 constexpr int kNormWarps = 4;  // rows per CTA
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float round_bf16(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
 
 // Rows of at most kNormRegVecs * 32 vectors (4,096 columns) stay in registers: every lane issues
 // all of its loads before using any (16 loads of 16 bytes in flight per lane), and x is read once.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Device helpers shared by the Hopper (sm_90a) kernels: shared-memory addresses, the wgmma fence /
+// Device helpers shared by the Hopper (sm_90a) kernels: the wgmma fence /
 // commit / wait, and the shared-memory matrix descriptors of 128-byte-swizzled operands. Include
 // only from .cu files built for sm_90a (kernels/CMakeLists.txt's blockrank_kernels_sm90a).
 #ifndef BLOCKRANK_KERNELS_SM90_COMMON_CUH_
@@ -7,13 +7,13 @@
 
 #include <cstdint>
 
+#include "kernels/device_util.cuh"
+
 namespace blockrank {
 namespace kernels {
 namespace sm90 {
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using kernels::smem_u32;  // (device_util.cuh)
 
 // Operand in shared memory with the 128-byte swizzle (16-byte chunk c of 128-byte row r at chunk
 // c ^ (r % 8), rows 128 bytes apart, 1,024-byte aligned 8-row groups). K-major (the reduction

@@ -5,6 +5,7 @@
 #include <cuda.h>
 #include <cuda_bf16.h>
 
+#include "kernels/device_util.cuh"
 #include "kernels/sm90_common.cuh"
 #include "kernels/swiglu_gemm.cuh"
 
@@ -130,15 +131,6 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
   const int local = tile - band * kBand * num_n;
   *m = first + local % rows;
   *n = local / rows;
-}
-
-// Packs two floats into a bf16x2 word (.x = lo, the lower address).
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-__device__ __forceinline__ float round_bf16(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
 }
 
 // f: kSwiGlu: F (act columns; up rows start at F in w); kRope: N (output columns). rope_cols and

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "bench/gpu/cuda_bench_util.cuh"
-#include "kernels/bf16x8.cuh"
+#include "kernels/device_util.cuh"
 #include "kernels/layer_ops.cuh"
 
 namespace {
@@ -23,10 +23,6 @@ using blockrank::bench::fill_random_bf16;
 using blockrank::bench::time_ms;
 
 using V8 = blockrank::kernels::Bf16x8;  // 16-byte loads and stores
-
-__device__ __forceinline__ float rbf(float v) {
-  return __bfloat162float(__float2bfloat16_rn(v));
-}
 
 // Copy of rows*cols bf16 (the norm's bytes without the math).
 __global__ void copy_kernel(const V8* __restrict__ in, V8* __restrict__ out, int64_t n) {
@@ -78,7 +74,8 @@ __global__ void __launch_bounds__(kWarps * 32) norm_warp(const __nv_bfloat16* __
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float2 f = a[i].get(j), fw = wv.get(j);
-      o.set(j, fw.x * rbf(f.x * inv), fw.y * rbf(f.y * inv));
+      o.set(j, fw.x * blockrank::kernels::round_bf16(f.x * inv),
+            fw.y * blockrank::kernels::round_bf16(f.y * inv));
     }
     orow[lane + i * 32] = o;
   }

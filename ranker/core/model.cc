@@ -1224,8 +1224,8 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
                                       m.config.num_heads, m.config.num_kv_heads, signal_rows);
     const bool fused = use_kernels && m.fused_layers_usable();
-    // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs no
-    // cos/sin tables.
+    // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs none of
+    // rope_tables' bf16 cos/sin tensors (fused_layers builds its own packed table).
     at::Tensor cos, sin;
     if (!fused) {
       std::tie(cos, sin) = m.rope_tables(pos);

@@ -529,7 +529,16 @@ int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items) {
     return it.key_end - it.key_begin > kAttentionResidentTiles * kTileKeys;
   };
   std::stable_partition(items, items + num_items, streamed);
-  return std::count_if(items, items + num_items, streamed);
+  const int64_t num_streamed = std::count_if(items, items + num_items, streamed);
+  // The rest longest first (most key tiles), so the CTAs that start last are the short ones and
+  // the launch's tail is short. On the H200 (Mistral-7B shape, gpu_rerank_bench's round-robin A/B
+  // against document order, bench/gpu/NOTES.md session 10): the kernel 0.226 -> 0.222 ms at
+  // N = 100, the pass's attention stage ~0.15-0.2 ms lower over 20 layers; small, and free.
+  std::stable_sort(items + num_streamed, items + num_items,
+                   [](const AttentionWorkItem& a, const AttentionWorkItem& b) {
+                     return a.key_end - a.key_begin > b.key_end - b.key_begin;
+                   });
+  return num_streamed;
 }
 
 cudaError_t block_attention_forward(const BlockAttentionParams& p, cudaStream_t stream) {

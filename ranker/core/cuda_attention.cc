@@ -170,6 +170,13 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   }
   // Long items first (one CTA per query head), the rest grouped per KV head; see the kernel.
   const int64_t streamed = kernels::partition_streamed_items(items, kept_items);
+  static const bool doc_order = !env_switch("BLOCKRANK_ATTENTION_LPT", true);
+  if (doc_order) {  // A/B runs: the grouped items in document order instead of longest first
+    std::stable_sort(items + streamed, items + kept_items,
+                     [](const kernels::AttentionWorkItem& a, const kernels::AttentionWorkItem& b) {
+                       return a.row_begin < b.row_begin;
+                     });
+  }
   offsets[0] = 0;
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);

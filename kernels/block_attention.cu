@@ -524,7 +524,7 @@ int64_t build_attention_work(const int64_t* block_lengths,
   return n_items;
 }
 
-int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items) {
+int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items, bool longest_first) {
   const auto streamed = [](const AttentionWorkItem& it) {
     return it.key_end - it.key_begin > kAttentionResidentTiles * kTileKeys;
   };
@@ -534,6 +534,9 @@ int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items) {
   // the launch's tail is short. On the H200 (Mistral-7B shape, gpu_rerank_bench's round-robin A/B
   // against document order, bench/gpu/NOTES.md session 10): the kernel 0.226 -> 0.222 ms at
   // N = 100, the pass's attention stage ~0.15-0.2 ms lower over 20 layers; small, and free.
+  if (!longest_first) {
+    return num_streamed;
+  }
   std::stable_sort(items + num_streamed, items + num_items,
                    [](const AttentionWorkItem& a, const AttentionWorkItem& b) {
                      return a.key_end - a.key_begin > b.key_end - b.key_begin;

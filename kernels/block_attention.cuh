@@ -69,10 +69,12 @@ int64_t build_attention_work(const int64_t* block_lengths,
                              int64_t* num_partials);
 
 /// Moves the items whose key range spans more than kAttentionResidentTiles tiles (the query
-/// block's split-K items, long documents) to the front, keeping their order, sorts the rest by key
-/// count, longest first (stable), and returns the count of the first part: the value for
-/// BlockAttentionParams::num_streamed_items.
-int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items);
+/// block's split-K items, long documents) to the front, keeping their order, and returns their
+/// count: the value for BlockAttentionParams::num_streamed_items. With `longest_first` the rest
+/// are sorted by key count, longest first (stable); without, they keep their order (A/B runs).
+int64_t partition_streamed_items(AttentionWorkItem* items,
+                                 int64_t num_items,
+                                 bool longest_first = true);
 
 struct BlockAttentionParams {
   const void*

@@ -27,7 +27,6 @@
 #endif
 
 #include "bench/common/model_shapes.h"
-#include "kernels/block_attention.cuh"
 #include "ranker/core/cuda_attention.h"
 #include "ranker/core/model.h"
 
@@ -272,20 +271,6 @@ int main(int argc, char** argv) {
       // A/B of two plan choices, round-robin in one process (single timings drift by 5-10% with
       // the GPU's state): the grouped items longest first (partition_streamed_items) or in
       // document order, and the query block's split-K piece length.
-      const auto with_order = [&](blockrank::internal::CudaBlockPlan pl, bool document_order) {
-        if (document_order) {
-          at::Tensor host = pl.items.to(at::kCPU).contiguous();
-          auto* it =
-              reinterpret_cast<blockrank::kernels::AttentionWorkItem*>(host.data_ptr<int32_t>());
-          std::stable_sort(it + pl.num_long_items, it + pl.num_items,
-                           [](const blockrank::kernels::AttentionWorkItem& a,
-                              const blockrank::kernels::AttentionWorkItem& b) {
-                             return a.row_begin < b.row_begin;
-                           });
-          pl.items = host.to(lo.device);
-        }
-        return pl;
-      };
       struct Variant {
         std::string name;
         blockrank::internal::CudaBlockPlan plan;
@@ -293,16 +278,16 @@ int main(int argc, char** argv) {
       };
       std::vector<Variant> variants;
       for (const int64_t split : {blockrank::internal::kDefaultSplitKeys, int64_t{2048}}) {
-        blockrank::internal::CudaBlockPlan base;
-        s = blockrank::internal::make_cuda_block_plan(layout, lo.device, split, &base);
-        if (!s.is_ok()) {
-          continue;
-        }
-        for (const bool doc_order : {false, true}) {
-          variants.push_back({"split " + std::to_string(split) +
-                                  (doc_order ? ", document order" : ", longest first"),
-                              with_order(base, doc_order),
-                              {}});
+        for (const bool longest_first : {true, false}) {
+          blockrank::internal::CudaBlockPlan variant;
+          s = blockrank::internal::make_cuda_block_plan(layout, lo.device, split, &variant, 0,
+                                                        longest_first);
+          if (s.is_ok()) {
+            variants.push_back({"split " + std::to_string(split) +
+                                    (longest_first ? ", longest first" : ", document order"),
+                                variant,
+                                {}});
+          }
         }
       }
       for (int round = 0; round < 7; ++round) {

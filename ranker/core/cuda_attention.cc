@@ -95,6 +95,13 @@ at::Tensor aligned(const at::Tensor& t) {
   return ok ? t : t.contiguous();
 }
 
+// A GEMM operand for TMA (rows of stride K): the tensor itself when contiguous and 16-byte
+// aligned, else a contiguous, aligned copy.
+at::Tensor dense_aligned(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
+}
+
 }  // namespace
 
 bool cuda_kernels_usable(c10::Device device,
@@ -112,7 +119,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
                             c10::Device device,
                             int64_t split_keys,
                             CudaBlockPlan* plan,
-                            int64_t skip_rows) {
+                            int64_t skip_rows,
+                            bool longest_first) {
   const auto& lengths = layout.block_lengths;
   if (lengths.size() < 3) {
     return Status::invalid_argument("cuda plan: need at least 3 blocks");
@@ -169,14 +177,7 @@ Status make_cuda_block_plan(const BlockLayout& layout,
     offsets = packed_offsets;
   }
   // Long items first (one CTA per query head), the rest grouped per KV head; see the kernel.
-  const int64_t streamed = kernels::partition_streamed_items(items, kept_items);
-  static const bool doc_order = !env_switch("BLOCKRANK_ATTENTION_LPT", true);
-  if (doc_order) {  // A/B runs: the grouped items in document order instead of longest first
-    std::stable_sort(items + streamed, items + kept_items,
-                     [](const kernels::AttentionWorkItem& a, const kernels::AttentionWorkItem& b) {
-                       return a.row_begin < b.row_begin;
-                     });
-  }
+  const int64_t streamed = kernels::partition_streamed_items(items, kept_items, longest_first);
   offsets[0] = 0;
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
@@ -403,12 +404,7 @@ Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tens
         "cuda_swiglu_gemm: x [T, K] and w_gate_up [2F, K] bf16 on an sm_90 device, K % 64 == 0, "
         "F % 128 == 0");
   }
-  // The kernel reads rows of stride K through TMA: contiguous, 16-byte aligned operands.
-  const auto prepare = [](const at::Tensor& t) {
-    at::Tensor c = t.contiguous();
-    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
-  };
-  const at::Tensor x = prepare(x_in), w = prepare(w_in);
+  const at::Tensor x = dense_aligned(x_in), w = dense_aligned(w_in);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor o = at::empty({x.size(0), w.size(0) / 2}, x.options());
   kernels::SwigluGemmParams p{};
@@ -485,11 +481,7 @@ Status cuda_rope_gemm(const at::Tensor& x_in,
        reinterpret_cast<uintptr_t>(out->data_ptr()) % 16 != 0)) {
     return Status::invalid_argument("cuda_rope_gemm: out must be [T, N] bf16 with contiguous rows");
   }
-  const auto prepare = [](const at::Tensor& t) {
-    at::Tensor c = t.contiguous();
-    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
-  };
-  const at::Tensor x = prepare(x_in), w = prepare(w_in);
+  const at::Tensor x = dense_aligned(x_in), w = dense_aligned(w_in);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor o = out->defined() ? *out : at::empty({t, n}, x.options());
   kernels::RopeGemmParams p{};
@@ -656,7 +648,8 @@ bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t
   return false;
 }
 
-Status make_cuda_block_plan(const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t) {
+Status make_cuda_block_plan(
+    const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t, bool) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

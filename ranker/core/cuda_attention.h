@@ -69,14 +69,16 @@ bool cuda_kernels_usable(c10::Device device,
 
 /// Builds the plan of `layout` on `device`. `skip_rows` > 0 leaves out the work of rows below it
 /// (block 0's rows whose K/V came from the prefix cache: their output is not needed, only their
-/// keys); tiles straddling it are kept whole. kUnimplemented without the kernels;
-/// kInvalidArgument for a layout with fewer than 3 blocks, an empty block, more than 2^31 tokens
-/// or skip_rows beyond block 0.
+/// keys); tiles straddling it are kept whole. `longest_first` orders the grouped items as
+/// kernels::partition_streamed_items does (false: document order, for A/B runs; same output).
+/// kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than 3 blocks, an
+/// empty block, more than 2^31 tokens or skip_rows beyond block 0.
 Status make_cuda_block_plan(const BlockLayout& layout,
                             c10::Device device,
                             int64_t split_keys,
                             CudaBlockPlan* plan,
-                            int64_t skip_rows = 0);
+                            int64_t skip_rows = 0,
+                            bool longest_first = true);
 
 /// BlockRank attention of q [T, Hq, D], k and v [T, Hkv, D] (bf16, CUDA, last dim contiguous) for
 /// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,

@@ -1236,14 +1236,17 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     const bool prefix_used = cached > 0 || present != nullptr;
     internal::CudaBlockPlan cuda_plan;
     if (use_kernels) {
-      // BLOCKRANK_SPLIT_KEYS: the query block's split-K piece length (A/B runs; a multiple of 64).
+      // The plan's two knobs for A/B runs: BLOCKRANK_SPLIT_KEYS, the query block's split-K piece
+      // length (a multiple of 64), and BLOCKRANK_ATTENTION_LPT=0, the grouped items in document
+      // order instead of longest first.
       static const int64_t split_keys = [] {
         const char* v = std::getenv("BLOCKRANK_SPLIT_KEYS");
         return v != nullptr && std::atoll(v) >= 64 ? std::atoll(v) : internal::kDefaultSplitKeys;
       }();
-      BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(layout, m.options.device, split_keys,
-                                                               &cuda_plan,
-                                                               /*skip_rows=*/fused ? cached : 0));
+      static const bool longest_first = env_switch("BLOCKRANK_ATTENTION_LPT", true);
+      BLOCKRANK_RETURN_IF_ERROR(
+          internal::make_cuda_block_plan(layout, m.options.device, split_keys, &cuda_plan,
+                                         /*skip_rows=*/fused ? cached : 0, longest_first));
     }
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
     at::Tensor h;

@@ -104,6 +104,9 @@ struct BlockAttentionParams {
   /// Non-zero: the grouped items run on the wgmma kernel of block_attention_sm90.cuh (head_dim
   /// 128, an sm_90 device, and every grouped item at most kAttentionResidentTiles tiles: the
   /// caller's guarantee, e.g. num_streamed_items >= the count partition_streamed_items returned).
+  /// 3: the persistent TMA form instead (work in progress), which also needs contiguous heads
+  /// (head strides == head_dim) and ceil(a_end / 64) + ceil((row_end - b_start) / 64) <=
+  /// kAttentionResidentTiles for every grouped item.
   int32_t wgmma_grouped;
 };
 

@@ -12,6 +12,9 @@
 // as the register A operand of O = P V (wgmma.m64n128k16 with V as the MN-major B). The next
 // head's Q is copied while the current head's softmax and P V run. Same masks, zero rows and
 // partial outputs as the mma.sync kernel in block_attention.cu.
+#include <type_traits>
+
+#include <cuda.h>
 #include <cuda_bf16.h>
 
 #include "kernels/attention_rows.cuh"
@@ -24,8 +27,13 @@ namespace blockrank {
 namespace kernels {
 namespace {
 
+using sm90::mbar_arrive;
+using sm90::mbar_expect_tx;
+using sm90::mbar_init;
+using sm90::mbar_wait;
 using sm90::smem_desc;
 using sm90::smem_desc_mn;
+using sm90::tma_load;
 using sm90::wgmma_commit;
 using sm90::wgmma_fence;
 using sm90::wgmma_wait;
@@ -305,6 +313,314 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// WORK IN PROGRESS (branch wip/attention-tma; compiled, never run): the persistent TMA form of the
+// grouped items, BlockAttentionParams::wgmma_grouped == 3. bench/gpu/NOTES.md "Session 10" has the
+// reasoning. One CTA per SM, two warpgroups; CTA c takes units (grouped item, KV head) c, c + grid,
+// ... in item order (longest first). Warpgroup w runs query heads w, w + 2, ... of each unit over
+// the unit's K/V, both warpgroups over the same resident tiles.
+//   - Keys are split into the instruction's tiles (token rows 64 i ..., keys >= a_end masked) and
+//     the item's own tiles (token rows b_start + 64 j ..., masked causally), so every tile is 64
+//     consecutive token rows: one TMA box per 64-column panel. Rows past a key range or the item
+//     are whatever tokens follow (finite; masked) or TMA's zero fill past T.
+//   - K/V double-buffered: warpgroup 0's elected thread loads the next unit's K/V into the other
+//     buffer as soon as both warpgroups are done with it (kv_empty), so no unit starts with a load.
+//   - Each warpgroup's elected thread loads its own next Q (the next head, or the next unit's
+//     first) as soon as every thread of the warpgroup has its S: TMA completes on the slot's own
+//     mbarrier, independent of the K/V copies (cp.async would order them per thread).
+// Precondition (the host checks it: CudaBlockPlan::max_split_tiles): ceil(a_end / 64) +
+// ceil((row_end - b_start) / 64) <= kTiles for every grouped item; heads contiguous in a row.
+// ---------------------------------------------------------------------------------------------
+constexpr int kTmaThreads = 256;
+constexpr int kKvBufBytes = 2 * kTiles * kTileBytes;  // K tiles 0..2, then V tiles 0..2
+// Two K/V buffers, a Q slot per warpgroup, the barriers' slot, 1,024 bytes to align the base.
+constexpr size_t kTmaSmem = size_t{2} * kKvBufBytes + 2 * kTileBytes + 1024 + 1024;
+static_assert(kTmaSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
+
+__device__ __forceinline__ void warpgroup_sync(int w) {
+  if (w == 0) {
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+  } else {
+    asm volatile("bar.sync 2, 128;" ::: "memory");
+  }
+}
+
+struct SplitTiles {
+  int instr;  // tiles of instruction keys (token rows 0 ...)
+  int own;    // tiles of the item's own keys (token rows b_start ...)
+};
+
+__device__ __forceinline__ SplitTiles split_tiles(const AttentionWorkItem& it) {
+  SplitTiles t{(it.a_end + 63) / 64, (it.row_end - it.b_start + 63) / 64};
+  if (t.instr + t.own > kTiles || t.own < 1) {
+    __trap();  // the host's max_split_tiles check was skipped
+  }
+  return t;
+}
+
+// Q of `head` for the item's rows into `slot` (two 64-column boxes), completing on `bar`.
+__device__ __forceinline__ void tma_q(
+    const CUtensorMap* map_q, const AttentionWorkItem& it, int head, uint8_t* slot, uint64_t* bar) {
+  mbar_expect_tx(bar, kTileBytes);
+  tma_load(slot, map_q, head * kD, it.row_begin, bar);
+  tma_load(slot + kPanel, map_q, head * kD + 64, it.row_begin, bar);
+}
+
+// The unit's K and V tiles into `buf` (K tile i at buf + i * kTileBytes, V tile i kTiles tiles
+// later), completing on `bar`.
+__device__ __forceinline__ void tma_kv(const CUtensorMap* map_k,
+                                       const CUtensorMap* map_v,
+                                       const AttentionWorkItem& it,
+                                       int kv_head,
+                                       uint8_t* buf,
+                                       uint64_t* bar) {
+  const SplitTiles t = split_tiles(it);
+  mbar_expect_tx(bar, static_cast<uint32_t>((t.instr + t.own) * 2 * kTileBytes));
+  for (int i = 0; i < t.instr + t.own; ++i) {
+    const int row = i < t.instr ? 64 * i : it.b_start + 64 * (i - t.instr);
+    uint8_t* kt = buf + i * kTileBytes;
+    uint8_t* vt = buf + (kTiles + i) * kTileBytes;
+    tma_load(kt, map_k, kv_head * kD, row, bar);
+    tma_load(kt + kPanel, map_k, kv_head * kD + 64, row, bar);
+    tma_load(vt, map_v, kv_head * kD, row, bar);
+    tma_load(vt + kPanel, map_v, kv_head * kD + 64, row, bar);
+  }
+}
+
+// One query head over the unit's resident tiles (NT = instr + own), as attend in the kernel above
+// but with the split key layout's masks. release_q() runs once every thread has its S.
+template <int NT, typename ReleaseQ>
+__device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
+                                                const AttentionWorkItem& it,
+                                                int instr_tiles,
+                                                int head,
+                                                const uint8_t* q_s,
+                                                const uint8_t* k_s,
+                                                const uint8_t* v_s,
+                                                int tid,
+                                                float scale_log2,
+                                                ReleaseQ release_q) {
+  const int warp = tid / 32, lane = tid % 32, g = lane >> 2, t4 = lane & 3;
+  const int row0 = it.row_begin + warp * 16 + g, row1 = row0 + 8;
+  const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
+
+  float s[NT][32];  // the first MMA of each tile ignores the old contents (scale_d 0)
+  wgmma_fence();
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int off = (kk >> 2) * kPanel + (kk & 3) * 32;
+      wgmma_m64n64k16_ss(s[i], smem_desc(q_s + off), smem_desc(k_s + i * kTileBytes + off), kk > 0);
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      fence_operand(s[i][e]);
+    }
+  }
+  release_q();
+
+  // Masks: an instruction tile's column c is key 64 i + c, visible below a_end; an own tile's
+  // column c is token b_start + 64 j + c, visible up to the row (causal).
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+    const bool instr = i < instr_tiles;
+    const int first = instr ? 64 * i : it.b_start + 64 * (i - instr_tiles);
+    const bool full = instr ? first + 64 <= it.a_end : first + 63 <= it.row_begin;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float& x = s[i][nt * 4 + e];
+        if (!full) {
+          const int key = first + nt * 8 + t4 * 2 + (e & 1);
+          const int row = e < 2 ? row0 : row1;
+          const bool ok = (e < 2 ? valid0 : valid1) && (instr ? key < it.a_end : key <= row);
+          x = ok ? x : -INFINITY;
+        }
+        if (e < 2) {
+          mx0 = fmaxf(mx0, x);
+        } else {
+          mx1 = fmaxf(mx1, x);
+        }
+      }
+    }
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float base0 = mx0 == -INFINITY ? 0.f : mx0 * scale_log2;
+  const float base1 = mx1 == -INFINITY ? 0.f : mx1 * scale_log2;
+  float l0 = 0.f, l1 = 0.f;
+  uint32_t pa[NT][4][4];
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      float* x = &s[i][nt * 4];
+      x[0] = fast_exp2(fmaf(x[0], scale_log2, -base0));
+      x[1] = fast_exp2(fmaf(x[1], scale_log2, -base0));
+      x[2] = fast_exp2(fmaf(x[2], scale_log2, -base1));
+      x[3] = fast_exp2(fmaf(x[3], scale_log2, -base1));
+      l0 += x[0] + x[1];
+      l1 += x[2] + x[3];
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const float* a = &s[i][8 * kk];
+      pa[i][kk][0] = pack_bf16x2(a[0], a[1]);
+      pa[i][kk][1] = pack_bf16x2(a[2], a[3]);
+      pa[i][kk][2] = pack_bf16x2(a[4], a[5]);
+      pa[i][kk][3] = pack_bf16x2(a[6], a[7]);
+    }
+  }
+  float o[64];
+  wgmma_fence();
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      wgmma_m64n128k16_rs(o, pa[i][kk],
+                          smem_desc_mn(v_s + i * kTileBytes + kk * 2048, kPanel, 1024),
+                          i > 0 || kk > 0);
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        fence_operand(pa[i][kk][e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 64; ++e) {
+    fence_operand(o[e]);
+  }
+  attention_rows::write<kD>(p, it, head, warp * 16 + g, t4, l0, l1, mx0, mx1, scale_log2,
+                            [&](int dt, int e) { return o[dt * 4 + e]; });
+}
+
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    blockrank_attention_tma_kernel(const BlockAttentionParams p,
+                                   const __grid_constant__ CUtensorMap map_q,
+                                   const __grid_constant__ CUtensorMap map_k,
+                                   const __grid_constant__ CUtensorMap map_v) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* const base =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* const q_slots = base + 2 * kKvBufBytes;  // warpgroup w's at q_slots + w * kTileBytes
+  auto* bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
+  uint64_t* const kv_full = bars;       // [2] the buffer's K/V landed
+  uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
+  uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
+
+  const int w = threadIdx.x / 128, tid = threadIdx.x % 128;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(&kv_full[i], 1);
+      mbar_init(&kv_empty[i], 2);
+      mbar_init(&q_full[i], 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  const int group = p.num_heads / p.num_kv_heads;
+  const int num_units = (p.num_items - p.num_streamed_items) * p.num_kv_heads;
+  const int stride = static_cast<int>(gridDim.x);
+  const auto item_of = [&](int u) { return p.items[p.num_streamed_items + u / p.num_kv_heads]; };
+  uint8_t* const q_s = q_slots + w * kTileBytes;
+  const float scale_log2 = p.scale * kLog2e;
+  const bool elected = tid == 0;
+  const int first = static_cast<int>(blockIdx.x);
+  if (first >= num_units) {
+    return;
+  }
+  // Prologue: the first unit's K/V (warpgroup 0) and each warpgroup's first Q.
+  if (w == 0 && elected) {
+    tma_kv(&map_k, &map_v, item_of(first), first % p.num_kv_heads, base, &kv_full[0]);
+  }
+  if (w < group && elected) {
+    tma_q(&map_q, item_of(first), (first % p.num_kv_heads) * group + w, q_s, &q_full[w]);
+  }
+  __syncwarp();  // converged again before any warpgroup-wide instruction
+  uint32_t q_phase = 0;
+  int k = 0;
+  for (int u = first; u < num_units; u += stride, ++k) {
+    const int buf = k & 1;
+    const AttentionWorkItem it = item_of(u);
+    const int kv_head = u % p.num_kv_heads;
+    // The next unit's K/V into the other buffer once both warpgroups left it (unit k - 1).
+    if (w == 0 && elected && u + stride < num_units) {
+      if (k >= 1) {
+        mbar_wait(&kv_empty[buf ^ 1], ((k - 1) >> 1) & 1);
+      }
+      tma_kv(&map_k, &map_v, item_of(u + stride), (u + stride) % p.num_kv_heads,
+             base + (buf ^ 1) * kKvBufBytes, &kv_full[buf ^ 1]);
+    }
+    __syncwarp();
+    mbar_wait(&kv_full[buf], (k >> 1) & 1);
+    const uint8_t* k_s = base + buf * kKvBufBytes;
+    const uint8_t* v_s = k_s + kTiles * kTileBytes;
+    const SplitTiles t = split_tiles(it);
+    for (int h = w; h < group; h += 2) {
+      mbar_wait(&q_full[w], q_phase & 1);
+      ++q_phase;
+      const auto release_q = [&] {
+        warpgroup_sync(w);  // every thread's S is done: the slot may be refilled
+        if (elected) {
+          if (h + 2 < group) {
+            tma_q(&map_q, it, kv_head * group + h + 2, q_s, &q_full[w]);
+          } else if (u + stride < num_units) {
+            const int nu = u + stride;
+            tma_q(&map_q, item_of(nu), (nu % p.num_kv_heads) * group + w, q_s, &q_full[w]);
+          }
+        }
+        __syncwarp();
+      };
+      const int head = kv_head * group + h;
+      const int nt = t.instr + t.own;
+      if (nt == 1) {
+        tma_attend_head<1>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+      } else if (nt == 2) {
+        tma_attend_head<2>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+      } else {
+        tma_attend_head<3>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+      }
+    }
+    warpgroup_sync(w);  // every P V of this unit is done
+    if (elected) {
+      mbar_arrive(&kv_empty[buf]);
+    }
+  }
+}
+
+// 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes, 128-byte
+// swizzle (the layout tile_offset describes).
+bool make_attention_map(
+    CUtensorMap* map, const void* ptr, int64_t rows, int64_t cols, int64_t row_stride) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(row_stride) * 2};
+  const cuuint32_t box[2] = {64, 64};
+  const cuuint32_t elem[2] = {1, 1};
+  return cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr),
+                                dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 }  // namespace
 
 bool block_attention_sm90_supported(int device) {
@@ -323,6 +639,37 @@ cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& p, cudaStre
   const int64_t ctas = static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
   if (ctas == 0) {
     return cudaSuccess;
+  }
+  if (p.wgmma_grouped == 3) {  // the persistent TMA form (work in progress)
+    if (p.q_head_stride != kD || p.k_head_stride != kD || p.v_head_stride != kD ||
+        p.q_row_stride % 8 != 0 || p.k_row_stride % 8 != 0 || p.v_row_stride % 8 != 0) {
+      return cudaErrorInvalidValue;
+    }
+    CUtensorMap map_q, map_k, map_v;
+    if (!make_attention_map(&map_q, p.q, p.num_tokens, int64_t{p.num_heads} * kD, p.q_row_stride) ||
+        !make_attention_map(&map_k, p.k, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                            p.k_row_stride) ||
+        !make_attention_map(&map_v, p.v, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                            p.v_row_stride)) {
+      return cudaErrorInvalidValue;
+    }
+    int device = 0, sms = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    }
+    if (err == cudaSuccess) {
+      err = cudaFuncSetAttribute(blockrank_attention_tma_kernel,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(kTmaSmem));
+    }
+    if (err != cudaSuccess) {
+      return err;
+    }
+    const int64_t grid = ctas < sms ? ctas : sms;
+    blockrank_attention_tma_kernel<<<static_cast<unsigned>(grid), kTmaThreads, kTmaSmem, stream>>>(
+        p, map_q, map_k, map_v);
+    return cudaGetLastError();
   }
   cudaError_t err =
       cudaFuncSetAttribute(blockrank_attention_wgmma_kernel,

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -178,6 +179,17 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   }
   // Long items first (one CTA per query head), the rest grouped per KV head; see the kernel.
   const int64_t streamed = kernels::partition_streamed_items(items, kept_items, longest_first);
+  // Tiles each grouped item needs with instruction keys and its own keys in separate tiles (the
+  // TMA kernel's layout, wgmma_grouped 3).
+  int64_t max_split_tiles = 0;
+  for (int64_t i = streamed; i < kept_items; ++i) {
+    const kernels::AttentionWorkItem& it = items[i];
+    const bool whole =
+        it.partial < 0 && it.key_begin == 0 && it.key_end == it.a_end + (it.row_end - it.b_start);
+    max_split_tiles = std::max<int64_t>(
+        max_split_tiles, whole ? (it.a_end + 63) / 64 + (it.row_end - it.b_start + 63) / 64
+                               : std::numeric_limits<int32_t>::max());  // a split-K piece
+  }
   offsets[0] = 0;
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
@@ -188,6 +200,7 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);
   plan->num_items = kept_items;
   plan->num_long_items = streamed;
+  plan->max_split_tiles = max_split_tiles;
   plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
   plan->num_tokens = total;
@@ -265,12 +278,20 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   // The grouped items on the wgmma kernel (block_attention_sm90.cuh) where it applies: head_dim
   // 128, Hopper, and no long item among the grouped ones.
-  static const bool wgmma_env = env_switch("BLOCKRANK_ATTENTION_WGMMA", false);
-  const bool wgmma_on = plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped > 0;
-  p.wgmma_grouped = wgmma_on && d == 128 && p.num_streamed_items >= plan.num_long_items &&
-                            kernels::block_attention_sm90_supported(q.device().index())
-                        ? 1
-                        : 0;
+  // BLOCKRANK_ATTENTION_WGMMA=3 (work in progress): the persistent TMA kernel where its layout
+  // fits (at most kAttentionResidentTiles split tiles per grouped item, contiguous heads), else
+  // the one-CTA-per-item wgmma kernel.
+  static const int wgmma_env = [] {
+    const char* v = std::getenv("BLOCKRANK_ATTENTION_WGMMA");
+    return v == nullptr || *v == '\0' ? 0 : std::atoi(v);
+  }();
+  const int wgmma_mode = static_cast<int>(plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped);
+  const bool wgmma_on = wgmma_mode > 0 && d == 128 && p.num_streamed_items >= plan.num_long_items &&
+                        kernels::block_attention_sm90_supported(q.device().index());
+  const bool tma_fits = plan.max_split_tiles <= kernels::kAttentionResidentTiles &&
+                        p.num_streamed_items == plan.num_long_items && q.stride(1) == d &&
+                        k.stride(1) == d && v.stride(1) == d;
+  p.wgmma_grouped = !wgmma_on ? 0 : wgmma_mode == 3 && tma_fits ? 3 : 1;
   BLOCKRANK_CUDA_CHECK(
       kernels::block_attention_forward(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
   *out = o.view({t, hq * d});

@@ -36,6 +36,9 @@ struct CudaBlockPlan {
   /// Items [0, num_long_items) span more than kernels::kAttentionResidentTiles key tiles (they come
   /// first in `items`).
   int64_t num_long_items = 0;
+  /// The most tiles a grouped item needs with the instruction's keys and its own keys in separate
+  /// 64-key tiles (the TMA kernel, wgmma_grouped 3, takes at most kernels::kAttentionResidentTiles).
+  int64_t max_split_tiles = 0;
   /// Items [0, this) run one CTA per query head, the rest one CTA per KV group (the kernel's
   /// num_streamed_items). -1 (default): the long items, or every item when the grouped CTAs would
   /// not give each SM two. Any value in [0, num_items] gives the same output.
@@ -43,7 +46,8 @@ struct CudaBlockPlan {
   /// The grouped items on the wgmma kernel (kernels/block_attention_sm90.cuh) where it applies
   /// (head_dim 128, Hopper, no long item among the grouped ones): 1 yes, 0 no, -1 (default) as
   /// BLOCKRANK_ATTENTION_WGMMA=1 says (off unless set: on the H200 it is not faster end to end,
-  /// docs/BENCHMARKS.md, session 8). Same output either way (bf16 rounding apart).
+  /// docs/BENCHMARKS.md, session 8). 3: the persistent TMA kernel (work in progress) where
+  /// max_split_tiles allows, else as 1. Same output either way (bf16 rounding apart).
   int wgmma_grouped = -1;
   int64_t num_combine = 0;
   int64_t num_partials = 0;

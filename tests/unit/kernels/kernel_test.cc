@@ -107,12 +107,15 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
   // every item one way and every item the other: the result must not depend on it.
   // Then the automatic split and the long items alone again with the grouped items on the wgmma
   // kernel (head_dim 128 on Hopper; elsewhere these two repeat the mma.sync path).
-  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items};
+  // Last, the grouped items on the persistent TMA kernel (wgmma_grouped 3, where the layout fits;
+  // else the plain wgmma kernel again).
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items,     0,
+                            -1, plan.num_long_items, plan.num_long_items};
   for (size_t vi = 0; vi < std::size(splits); ++vi) {
     const int64_t streamed = splits[vi];
     internal::CudaBlockPlan variant = plan;
     variant.num_streamed_items = streamed;
-    variant.wgmma_grouped = vi >= 4 ? 1 : 0;
+    variant.wgmma_grouped = vi >= 6 ? 3 : vi >= 4 ? 1 : 0;
     // Poison: the caching allocator hands the adapter's output this freed block back, so an
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }

@@ -525,8 +525,10 @@ int64_t build_attention_work(const int64_t* block_lengths,
 }
 
 int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items, bool longest_first) {
+  // Split-K pieces stream too, however short (the query block's last one): the grouped kernels
+  // then see whole items only, which the persistent TMA kernel's split key layout needs.
   const auto streamed = [](const AttentionWorkItem& it) {
-    return it.key_end - it.key_begin > kAttentionResidentTiles * kTileKeys;
+    return it.key_end - it.key_begin > kAttentionResidentTiles * kTileKeys || it.partial >= 0;
   };
   std::stable_partition(items, items + num_items, streamed);
   const int64_t num_streamed = std::count_if(items, items + num_items, streamed);

@@ -68,10 +68,11 @@ int64_t build_attention_work(const int64_t* block_lengths,
                              int64_t* num_combine,
                              int64_t* num_partials);
 
-/// Moves the items whose key range spans more than kAttentionResidentTiles tiles (the query
-/// block's split-K items, long documents) to the front, keeping their order, and returns their
-/// count: the value for BlockAttentionParams::num_streamed_items. With `longest_first` the rest
-/// are sorted by key count, longest first (stable); without, they keep their order (A/B runs).
+/// Moves the items whose key range spans more than kAttentionResidentTiles tiles (long documents)
+/// and every split-K piece (the query block's, long documents') to the front, keeping their order,
+/// and returns their count: the value for BlockAttentionParams::num_streamed_items. With
+/// `longest_first` the rest are sorted by key count, longest first (stable); without, they keep
+/// their order (A/B runs).
 int64_t partition_streamed_items(AttentionWorkItem* items,
                                  int64_t num_items,
                                  bool longest_first = true);
@@ -104,9 +105,9 @@ struct BlockAttentionParams {
   /// Non-zero: the grouped items run on the wgmma kernel of block_attention_sm90.cuh (head_dim
   /// 128, an sm_90 device, and every grouped item at most kAttentionResidentTiles tiles: the
   /// caller's guarantee, e.g. num_streamed_items >= the count partition_streamed_items returned).
-  /// 3: the persistent TMA form instead (work in progress), which also needs contiguous heads
-  /// (head strides == head_dim) and ceil(a_end / 64) + ceil((row_end - b_start) / 64) <=
-  /// kAttentionResidentTiles for every grouped item.
+  /// 3: the persistent TMA form instead, which also needs contiguous heads (head strides ==
+  /// head_dim), whole items only (partial < 0) and ceil(a_end / 64) + ceil((row_end - b_start) /
+  /// 64) <= kAttentionResidentTiles for every grouped item.
   int32_t wgmma_grouped;
 };
 

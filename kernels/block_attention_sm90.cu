@@ -314,11 +314,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 }
 
 // ---------------------------------------------------------------------------------------------
-// WORK IN PROGRESS (branch wip/attention-tma; compiled, never run): the persistent TMA form of the
-// grouped items, BlockAttentionParams::wgmma_grouped == 3. bench/gpu/NOTES.md "Session 10" has the
-// reasoning. One CTA per SM, two warpgroups; CTA c takes units (grouped item, KV head) c, c + grid,
-// ... in item order (longest first). Warpgroup w runs query heads w, w + 2, ... of each unit over
-// the unit's K/V, both warpgroups over the same resident tiles.
+// The persistent TMA form of the grouped items, BlockAttentionParams::wgmma_grouped == 3 (the
+// default; bench/gpu/NOTES.md sessions 10-11 have the reasoning and the measurements). One CTA
+// per SM, two warpgroups; CTA c takes units (grouped item, KV head) c, c + grid, ... in item order
+// (longest first). Warpgroup w runs query heads w, w + 2, ... of each unit over the unit's K/V,
+// both warpgroups over the same resident tiles.
 //   - Keys are split into the instruction's tiles (token rows 64 i ..., keys >= a_end masked) and
 //     the item's own tiles (token rows b_start + 64 j ..., masked causally), so every tile is 64
 //     consecutive token rows: one TMA box per 64-column panel. Rows past a key range or the item
@@ -328,8 +328,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 //   - Each warpgroup's elected thread loads its own next Q (the next head, or the next unit's
 //     first) as soon as every thread of the warpgroup has its S: TMA completes on the slot's own
 //     mbarrier, independent of the K/V copies (cp.async would order them per thread).
+//   - Each head's output leaves registers as packed bf16 (PendingOut) and is stored while the
+//     warpgroup's next S MMAs run.
 // Precondition (the host checks it: CudaBlockPlan::max_split_tiles): ceil(a_end / 64) +
-// ceil((row_end - b_start) / 64) <= kTiles for every grouped item; heads contiguous in a row.
+// ceil((row_end - b_start) / 64) <= kTiles and partial < 0 for every grouped item; heads
+// contiguous in a row.
 // ---------------------------------------------------------------------------------------------
 constexpr int kTmaThreads = 256;
 constexpr int kKvBufBytes = 2 * kTiles * kTileBytes;  // K tiles 0..2, then V tiles 0..2
@@ -387,8 +390,33 @@ __device__ __forceinline__ void tma_kv(const CUtensorMap* map_k,
   }
 }
 
+// A head's finished output, normalised and packed to bf16 pairs, waiting to be stored: the
+// store runs under the next head's S MMAs instead of after its own P V. v[2 dt] is the lane's row
+// r0 pair at column dt * 8 + 2 t4, v[2 dt + 1] row r0 + 8's; out0 / out1 point at those columns
+// of dt 0 (nullptr: the row is past the item, or nothing is pending).
+struct PendingOut {
+  uint32_t v[2 * kD / 8];
+  __nv_bfloat16* out0;
+  __nv_bfloat16* out1;
+
+  __device__ __forceinline__ void flush() {
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; ++dt) {
+      if (out0 != nullptr) {
+        *reinterpret_cast<uint32_t*>(out0 + dt * 8) = v[2 * dt];
+      }
+      if (out1 != nullptr) {
+        *reinterpret_cast<uint32_t*>(out1 + dt * 8) = v[2 * dt + 1];
+      }
+    }
+    out0 = out1 = nullptr;
+  }
+};
+
 // One query head over the unit's resident tiles (NT = instr + own), as attend in the kernel above
-// but with the split key layout's masks. release_q() runs once every thread has its S.
+// but with the split key layout's masks (whole items only: partial < 0). The previous head's
+// output (`pend`) is stored while this head's S MMAs run; this head's is left in `pend`.
+// release_q() runs once every thread has its S.
 template <int NT, typename ReleaseQ>
 __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
                                                 const AttentionWorkItem& it,
@@ -399,7 +427,8 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
                                                 const uint8_t* v_s,
                                                 int tid,
                                                 float scale_log2,
-                                                ReleaseQ release_q) {
+                                                ReleaseQ release_q,
+                                                PendingOut& pend) {
   const int warp = tid / 32, lane = tid % 32, g = lane >> 2, t4 = lane & 3;
   const int row0 = it.row_begin + warp * 16 + g, row1 = row0 + 8;
   const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
@@ -415,6 +444,7 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
     }
   }
   wgmma_commit();
+  pend.flush();
   wgmma_wait<0>();
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
@@ -508,8 +538,22 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
   for (int e = 0; e < 64; ++e) {
     fence_operand(o[e]);
   }
-  attention_rows::write<kD>(p, it, head, warp * 16 + g, t4, l0, l1, mx0, mx1, scale_log2,
-                            [&](int dt, int e) { return o[dt * 4 + e]; });
+  // As attention_rows::write for a whole item: the quad's row sums, then zeros for a row that saw
+  // nothing.
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
+  const float inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+  for (int dt = 0; dt < kD / 8; ++dt) {
+    pend.v[2 * dt] = pack_bf16x2(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
+    pend.v[2 * dt + 1] = pack_bf16x2(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
+  }
+  auto* const out = static_cast<__nv_bfloat16*>(p.out) + head * p.out_head_stride + t4 * 2;
+  pend.out0 = valid0 ? out + static_cast<int64_t>(row0) * p.out_row_stride : nullptr;
+  pend.out1 = valid1 ? out + static_cast<int64_t>(row1) * p.out_row_stride : nullptr;
 }
 
 __global__ void __launch_bounds__(kTmaThreads, 1)
@@ -522,9 +566,12 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint8_t* const q_slots = base + 2 * kKvBufBytes;  // warpgroup w's at q_slots + w * kTileBytes
   auto* bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
-  uint64_t* const kv_full = bars;       // [2] the buffer's K/V landed
+  uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
   uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
   uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
+  // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
+  // arrive on kv_full (release), read by everyone after the wait (acquire).
+  auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);
 
   const int w = threadIdx.x / 128, tid = threadIdx.x % 128;
   if (threadIdx.x == 0) {
@@ -541,6 +588,12 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const int num_units = (p.num_items - p.num_streamed_items) * p.num_kv_heads;
   const int stride = static_cast<int>(gridDim.x);
   const auto item_of = [&](int u) { return p.items[p.num_streamed_items + u / p.num_kv_heads]; };
+  // The unit's item into the buffer's slot, then its K/V (the elected thread of warpgroup 0).
+  const auto load_unit = [&](int u, int b) {
+    const AttentionWorkItem it = item_of(u);
+    unit_items[b] = it;
+    tma_kv(&map_k, &map_v, it, u % p.num_kv_heads, base + b * kKvBufBytes, &kv_full[b]);
+  };
   uint8_t* const q_s = q_slots + w * kTileBytes;
   const float scale_log2 = p.scale * kLog2e;
   const bool elected = tid == 0;
@@ -550,28 +603,29 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   }
   // Prologue: the first unit's K/V (warpgroup 0) and each warpgroup's first Q.
   if (w == 0 && elected) {
-    tma_kv(&map_k, &map_v, item_of(first), first % p.num_kv_heads, base, &kv_full[0]);
+    load_unit(first, 0);
   }
   if (w < group && elected) {
     tma_q(&map_q, item_of(first), (first % p.num_kv_heads) * group + w, q_s, &q_full[w]);
   }
   __syncwarp();  // converged again before any warpgroup-wide instruction
+  PendingOut pend;
+  pend.out0 = pend.out1 = nullptr;
   uint32_t q_phase = 0;
   int k = 0;
   for (int u = first; u < num_units; u += stride, ++k) {
     const int buf = k & 1;
-    const AttentionWorkItem it = item_of(u);
     const int kv_head = u % p.num_kv_heads;
     // The next unit's K/V into the other buffer once both warpgroups left it (unit k - 1).
     if (w == 0 && elected && u + stride < num_units) {
       if (k >= 1) {
         mbar_wait(&kv_empty[buf ^ 1], ((k - 1) >> 1) & 1);
       }
-      tma_kv(&map_k, &map_v, item_of(u + stride), (u + stride) % p.num_kv_heads,
-             base + (buf ^ 1) * kKvBufBytes, &kv_full[buf ^ 1]);
+      load_unit(u + stride, buf ^ 1);
     }
     __syncwarp();
     mbar_wait(&kv_full[buf], (k >> 1) & 1);
+    const AttentionWorkItem it = unit_items[buf];
     const uint8_t* k_s = base + buf * kKvBufBytes;
     const uint8_t* v_s = k_s + kTiles * kTileBytes;
     const SplitTiles t = split_tiles(it);
@@ -593,11 +647,11 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       const int head = kv_head * group + h;
       const int nt = t.instr + t.own;
       if (nt == 1) {
-        tma_attend_head<1>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+        tma_attend_head<1>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q, pend);
       } else if (nt == 2) {
-        tma_attend_head<2>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+        tma_attend_head<2>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q, pend);
       } else {
-        tma_attend_head<3>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q);
+        tma_attend_head<3>(p, it, t.instr, head, q_s, k_s, v_s, tid, scale_log2, release_q, pend);
       }
     }
     warpgroup_sync(w);  // every P V of this unit is done
@@ -605,6 +659,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       mbar_arrive(&kv_empty[buf]);
     }
   }
+  pend.flush();
 }
 
 // 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes, 128-byte
@@ -640,7 +695,7 @@ cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& p, cudaStre
   if (ctas == 0) {
     return cudaSuccess;
   }
-  if (p.wgmma_grouped == 3) {  // the persistent TMA form (work in progress)
+  if (p.wgmma_grouped == 3) {  // the persistent TMA form
     if (p.q_head_stride != kD || p.k_head_stride != kD || p.v_head_stride != kD ||
         p.q_row_stride % 8 != 0 || p.k_row_stride % 8 != 0 || p.v_row_stride % 8 != 0) {
       return cudaErrorInvalidValue;

@@ -250,8 +250,7 @@ int main(int argc, char** argv) {
       const double ours_per_head = time_plan(per_head);
       // The two parts of the same launch timed apart: the long (split-K, query block) items with
       // their combine, and the short (document) items alone. Timing only: each leaves the other's
-      // rows unwritten (and the long-only combine merges the partial slots of any short split
-      // piece unwritten too).
+      // rows unwritten.
       blockrank::internal::CudaBlockPlan long_only = plan;
       long_only.num_items = plan.num_long_items;
       const double ours_long = time_plan(long_only);
@@ -259,8 +258,7 @@ int main(int argc, char** argv) {
       short_only.items = plan.items.slice(0, plan.num_long_items * 8);  // flat int32 [items * 8]
       short_only.num_items = plan.num_items - plan.num_long_items;
       short_only.num_long_items = 0;
-      // No merge; the partial buffers stay: a split piece of at most kAttentionResidentTiles tiles
-      // (the query block's last one at N = 200: 96 keys) is a short item and writes a partial.
+      // No merge: every split-K piece is a long item (partition_streamed_items).
       short_only.num_combine = 0;
       const double ours_short = time_plan(short_only);
       // The grouped (document) items on the wgmma kernel instead (where it applies: head_dim 128
@@ -268,26 +266,29 @@ int main(int argc, char** argv) {
       blockrank::internal::CudaBlockPlan wgmma = plan;
       wgmma.wgmma_grouped = 1;
       const double ours_wgmma = time_plan(wgmma);
-      // A/B of two plan choices, round-robin in one process (single timings drift by 5-10% with
-      // the GPU's state): the grouped items longest first (partition_streamed_items) or in
-      // document order, and the query block's split-K piece length.
+      // A/B of plan choices, round-robin in one process (single timings drift by 5-10% with the
+      // GPU's state): the grouped items on the mma.sync kernel or the persistent TMA kernel
+      // (wgmma_grouped 3, where it fits), in the whole launch and in the short items alone; and
+      // the grouped items longest first (partition_streamed_items) or in document order.
       struct Variant {
         std::string name;
         blockrank::internal::CudaBlockPlan plan;
         std::vector<double> ms;
       };
       std::vector<Variant> variants;
-      for (const int64_t split : {blockrank::internal::kDefaultSplitKeys, int64_t{2048}}) {
-        for (const bool longest_first : {true, false}) {
-          blockrank::internal::CudaBlockPlan variant;
-          s = blockrank::internal::make_cuda_block_plan(layout, lo.device, split, &variant, 0,
-                                                        longest_first);
-          if (s.is_ok()) {
-            variants.push_back({"split " + std::to_string(split) +
-                                    (longest_first ? ", longest first" : ", document order"),
-                                variant,
-                                {}});
-          }
+      for (const int kernel : {0, 3}) {
+        const std::string tag = kernel == 3 ? "TMA kernel" : "mma.sync kernel";
+        blockrank::internal::CudaBlockPlan whole = plan, shorts = short_only;
+        whole.wgmma_grouped = shorts.wgmma_grouped = kernel;
+        variants.push_back({"all items, grouped on " + tag, whole, {}});
+        variants.push_back({"short items only, grouped on " + tag, shorts, {}});
+      }
+      {
+        blockrank::internal::CudaBlockPlan doc_order;
+        s = blockrank::internal::make_cuda_block_plan(
+            layout, lo.device, blockrank::internal::kDefaultSplitKeys, &doc_order, 0, false);
+        if (s.is_ok()) {
+          variants.push_back({"all items, document order", doc_order, {}});
         }
       }
       for (int round = 0; round < 7; ++round) {

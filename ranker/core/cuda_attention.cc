@@ -214,7 +214,8 @@ Status cuda_block_attention(const at::Tensor& q_in,
                             const at::Tensor& k_in,
                             const at::Tensor& v_in,
                             const CudaBlockPlan& plan,
-                            at::Tensor* out) {
+                            at::Tensor* out,
+                            int* grouped_kernel) {
   const at::Tensor q = aligned(q_in), k = aligned(k_in), v = aligned(v_in);
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(q, "q", at::kBFloat16, 3));
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(k, "k", at::kBFloat16, 3));
@@ -276,22 +277,25 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.num_combine = static_cast<int32_t>(plan.num_combine);
   p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
-  // The grouped items on the wgmma kernel (block_attention_sm90.cuh) where it applies: head_dim
-  // 128, Hopper, and no long item among the grouped ones.
-  // BLOCKRANK_ATTENTION_WGMMA=3 (work in progress): the persistent TMA kernel where its layout
-  // fits (at most kAttentionResidentTiles split tiles per grouped item, contiguous heads), else
-  // the one-CTA-per-item wgmma kernel.
+  // The grouped items' kernel (CudaBlockPlan::wgmma_grouped; BLOCKRANK_ATTENTION_WGMMA when -1,
+  // default 3): 3 the persistent TMA kernel where it applies (head_dim 128, Hopper, contiguous
+  // heads, no long item or split piece among the grouped items, each at most
+  // kAttentionResidentTiles tiles with the instruction's and its own keys apart), else mma.sync;
+  // 1 the one-CTA-per-item wgmma kernel (head_dim 128, Hopper); 0 mma.sync.
   static const int wgmma_env = [] {
     const char* v = std::getenv("BLOCKRANK_ATTENTION_WGMMA");
-    return v == nullptr || *v == '\0' ? 0 : std::atoi(v);
+    return v == nullptr || *v == '\0' ? 3 : std::atoi(v);
   }();
   const int wgmma_mode = static_cast<int>(plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped);
-  const bool wgmma_on = wgmma_mode > 0 && d == 128 && p.num_streamed_items >= plan.num_long_items &&
-                        kernels::block_attention_sm90_supported(q.device().index());
+  const bool sm90 = d == 128 && p.num_streamed_items >= plan.num_long_items &&
+                    kernels::block_attention_sm90_supported(q.device().index());
   const bool tma_fits = plan.max_split_tiles <= kernels::kAttentionResidentTiles &&
                         p.num_streamed_items == plan.num_long_items && q.stride(1) == d &&
                         k.stride(1) == d && v.stride(1) == d;
-  p.wgmma_grouped = !wgmma_on ? 0 : wgmma_mode == 3 && tma_fits ? 3 : 1;
+  p.wgmma_grouped = !sm90 ? 0 : wgmma_mode == 3 ? (tma_fits ? 3 : 0) : wgmma_mode == 1 ? 1 : 0;
+  if (grouped_kernel != nullptr) {
+    *grouped_kernel = p.wgmma_grouped;
+  }
   BLOCKRANK_CUDA_CHECK(
       kernels::block_attention_forward(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
   *out = o.view({t, hq * d});
@@ -674,8 +678,12 @@ Status make_cuda_block_plan(
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
-Status cuda_block_attention(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const CudaBlockPlan&, at::Tensor*) {
+Status cuda_block_attention(const at::Tensor&,
+                            const at::Tensor&,
+                            const at::Tensor&,
+                            const CudaBlockPlan&,
+                            at::Tensor*,
+                            int*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

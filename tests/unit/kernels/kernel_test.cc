@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
@@ -85,7 +86,11 @@ class KernelTest : public ::testing::Test {
   at::Device device_{at::kCUDA, 0};
 };
 
-void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& device) {
+// `tma_runs`, when given, counts the variants whose grouped items ran on the persistent TMA kernel.
+void run_attention_case(const Shape& sh,
+                        std::mt19937& rng,
+                        const at::Device& device,
+                        int* tma_runs = nullptr) {
   c10::InferenceMode guard;
   std::uniform_int_distribution<int64_t> len(1, sh.max_doc_len);
   BlockLayout layout;
@@ -120,19 +125,22 @@ void run_attention_case(const Shape& sh, std::mt19937& rng, const at::Device& de
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
     at::Tensor out;
-    ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &out));
+    int kernel = -1;
+    ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &out, &kernel));
+    if (tma_runs != nullptr && kernel == 3) {
+      ++*tma_runs;
+    }
     const at::Tensor o = out.view({t, hq, d});
     ASSERT_FALSE(o.isnan().any().item<bool>())
         << "NaN in output (unwritten or masked row), streamed items " << streamed;
     const double err = rel_l2(o, ref);
     std::printf(
         "attention N=%lld T=%lld Hq=%lld Hkv=%lld D=%lld split=%lld items=%lld streamed=%lld "
-        "partials=%lld wgmma=%d rel_l2=%.2e\n",
+        "partials=%lld grouped_kernel=%d rel_l2=%.2e\n",
         static_cast<long long>(sh.num_docs), static_cast<long long>(t), static_cast<long long>(hq),
         static_cast<long long>(sh.hkv), static_cast<long long>(d),
         static_cast<long long>(sh.split_keys), static_cast<long long>(plan.num_items),
-        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials),
-        variant.wgmma_grouped, err);
+        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials), kernel, err);
     EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio
                                   << " streamed=" << streamed << " wgmma=" << variant.wgmma_grouped;
   }
@@ -170,6 +178,26 @@ TEST_F(KernelTest, AttentionRandomShapes) {
   run_attention_case({40, 40, 20, 16, 4, 2, 128, 256}, rng, device_);
   run_attention_case({30, 40, 64, 32, 2, 7, 64, 256}, rng, device_);
   run_attention_case({60, 20, 9, 16, 1, 8, 64, 64}, rng, device_);
+}
+
+// The persistent TMA kernel (wgmma_grouped 3) takes the grouped items when each fits in
+// kAttentionResidentTiles tiles with the instruction's and its own keys apart: the benchmark's
+// layout (64-token instruction, 128-token documents, Mistral's GQA 32 / 8), an odd group (7), a
+// group of 1 (the second warpgroup idle), instructions not a multiple of 64 and short documents,
+// more units than SMs (several per CTA, both K/V buffers reused) and fewer.
+TEST_F(KernelTest, AttentionPersistentTma) {
+  std::mt19937 rng(5);
+  const bool hopper = at::cuda::getCurrentDeviceProperties()->major == 9 &&
+                      at::cuda::getCurrentDeviceProperties()->minor == 0;
+  int tma_runs = 0;
+  run_attention_case({100, 128, 64, 32, 8, 4, 128, 1024}, rng, device_, &tma_runs);
+  run_attention_case({200, 128, 40, 16, 2, 7, 128, 1024}, rng, device_, &tma_runs);
+  run_attention_case({50, 100, 1, 8, 3, 1, 128, 256}, rng, device_, &tma_runs);
+  run_attention_case({7, 64, 63, 33, 1, 8, 128, 64}, rng, device_, &tma_runs);
+  run_attention_case({500, 70, 17, 32, 8, 4, 128, 1024}, rng, device_, &tma_runs);
+  if (hopper) {
+    EXPECT_EQ(tma_runs, 5) << "the TMA kernel did not take every case it fits";
+  }
 }
 
 void run_score_case(int64_t num_docs,

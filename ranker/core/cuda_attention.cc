@@ -262,21 +262,6 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   p.items = reinterpret_cast<const kernels::AttentionWorkItem*>(plan.items.data_ptr<int32_t>());
   p.num_items = static_cast<int32_t>(plan.num_items);
-  int64_t streamed = plan.num_streamed_items;
-  if (streamed < 0) {
-    // Grouping trades CTAs for K/V reuse: with few short blocks or few KV heads (Qwen2.5-0.5B at
-    // N = 20-50) one CTA per query head fills the GPU better (H200, Qwen N = 20: 0.062 vs 0.071
-    // ms).
-    const int64_t sms = at::cuda::getDeviceProperties(q.device().index())->multiProcessorCount;
-    streamed = (plan.num_items - plan.num_long_items) * hkv < 2 * sms ? plan.num_items
-                                                                      : plan.num_long_items;
-  }
-  p.num_streamed_items = static_cast<int32_t>(std::min(streamed, plan.num_items));
-  p.combine =
-      reinterpret_cast<const kernels::AttentionCombineItem*>(plan.combine.data_ptr<int32_t>());
-  p.num_combine = static_cast<int32_t>(plan.num_combine);
-  p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
-  p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   // The grouped items' kernel (CudaBlockPlan::wgmma_grouped; BLOCKRANK_ATTENTION_WGMMA when -1,
   // default 3): 3 the persistent TMA kernel where it applies (head_dim 128, Hopper, contiguous
   // heads, no long item or split piece among the grouped items, each at most
@@ -287,12 +272,32 @@ Status cuda_block_attention(const at::Tensor& q_in,
     return v == nullptr || *v == '\0' ? 3 : std::atoi(v);
   }();
   const int wgmma_mode = static_cast<int>(plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped);
-  const bool sm90 = d == 128 && p.num_streamed_items >= plan.num_long_items &&
-                    kernels::block_attention_sm90_supported(q.device().index());
-  const bool tma_fits = plan.max_split_tiles <= kernels::kAttentionResidentTiles &&
-                        p.num_streamed_items == plan.num_long_items && q.stride(1) == d &&
-                        k.stride(1) == d && v.stride(1) == d;
-  p.wgmma_grouped = !sm90 ? 0 : wgmma_mode == 3 ? (tma_fits ? 3 : 0) : wgmma_mode == 1 ? 1 : 0;
+  const bool sm90 = d == 128 && kernels::block_attention_sm90_supported(q.device().index());
+  const bool tma_layout = sm90 && wgmma_mode == 3 &&
+                          plan.max_split_tiles <= kernels::kAttentionResidentTiles &&
+                          q.stride(1) == d && k.stride(1) == d && v.stride(1) == d;
+  int64_t streamed = plan.num_streamed_items;
+  if (streamed < 0) {
+    // Grouping trades CTAs for K/V reuse: with few short blocks or few KV heads (Qwen2.5-0.5B at
+    // N = 20-50) one CTA per query head fills the GPU better (H200, Qwen N = 20: 0.062 vs 0.071
+    // ms). The persistent kernel (one CTA per SM) wants more units per SM to even out its last
+    // round (H200, Mistral shape: N = 20, 2.4 units per SM, grouped 0.115 vs per head 0.098 ms;
+    // N = 50, 6 per SM, 0.148 vs 0.157).
+    const int64_t sms = at::cuda::getDeviceProperties(q.device().index())->multiProcessorCount;
+    const int64_t units_per_sm = tma_layout ? 4 : 2;
+    streamed = (plan.num_items - plan.num_long_items) * hkv < units_per_sm * sms
+                   ? plan.num_items
+                   : plan.num_long_items;
+  }
+  p.num_streamed_items = static_cast<int32_t>(std::min(streamed, plan.num_items));
+  p.combine =
+      reinterpret_cast<const kernels::AttentionCombineItem*>(plan.combine.data_ptr<int32_t>());
+  p.num_combine = static_cast<int32_t>(plan.num_combine);
+  p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
+  p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
+  const bool grouped_sm90 = sm90 && p.num_streamed_items >= plan.num_long_items;
+  const bool tma = tma_layout && p.num_streamed_items == plan.num_long_items;
+  p.wgmma_grouped = !grouped_sm90 ? 0 : wgmma_mode == 3 ? (tma ? 3 : 0) : wgmma_mode == 1 ? 1 : 0;
   if (grouped_kernel != nullptr) {
     *grouped_kernel = p.wgmma_grouped;
   }

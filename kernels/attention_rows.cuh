@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The output step shared by the attention kernels (block_attention.cu's mma.sync kernel and
-// block_attention_sm90.cu's wgmma kernel), which hold a 64-row tile's O in the same per-warp
-// accumulator layout: lane (g, t4) = (lane / 4, lane % 4) owns rows r0 = 16 warp + g and r0 + 8,
-// columns 8 dt + 2 t4 + {0, 1}. Device code only; include from .cu files.
+// The output step of block_attention.cu's mma.sync kernel (block_attention_sm90.cu's persistent
+// kernel packs its whole-item rows itself, in the same layout), which holds a 64-row tile's O in
+// this per-warp accumulator layout: lane (g, t4) = (lane / 4, lane % 4) owns rows r0 = 16 warp + g
+// and r0 + 8, columns 8 dt + 2 t4 + {0, 1}. Device code only; include from .cu files.
 #ifndef BLOCKRANK_KERNELS_ATTENTION_ROWS_CUH_
 #define BLOCKRANK_KERNELS_ATTENTION_ROWS_CUH_
 

@@ -435,7 +435,7 @@ cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
   const int64_t ctas =
       streamed_ctas + static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
   if (D == 128 && p.wgmma_grouped != 0) {
-    // The per-head CTAs here, the grouped ones on the wgmma kernel.
+    // The per-head CTAs here, the grouped ones on the persistent kernel.
     if (streamed_ctas > 0) {
       blockrank_attention_kernel<D>
           <<<static_cast<unsigned>(streamed_ctas), kThreads, smem, stream>>>(p);

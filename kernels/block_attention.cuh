@@ -102,12 +102,12 @@ struct BlockAttentionParams {
   int32_t num_combine;
   float* partial_out;  ///< device fp32 [num_partials, Hq, 64, D] (null when num_partials == 0)
   float* partial_ml;   ///< device fp32 [num_partials, Hq, 64, 2] (running max in log2 units, sum)
-  /// Non-zero: the grouped items run on the wgmma kernel of block_attention_sm90.cuh (head_dim
-  /// 128, an sm_90 device, and every grouped item at most kAttentionResidentTiles tiles: the
-  /// caller's guarantee, e.g. num_streamed_items >= the count partition_streamed_items returned).
-  /// 3: the persistent TMA form instead, which also needs contiguous heads (head strides ==
-  /// head_dim), whole items only (partial < 0) and ceil(a_end / 64) + ceil((row_end - b_start) /
-  /// 64) <= kAttentionResidentTiles for every grouped item.
+  /// 0: every item on the mma.sync kernel. 3: the grouped items on the persistent TMA/wgmma
+  /// kernel of block_attention_sm90.cuh, which needs head_dim 128, an sm_90 device, contiguous
+  /// heads (head strides == head_dim), and for every grouped item: whole (partial < 0), at most
+  /// kAttentionTileRows rows, and ceil(a_end / 64) + ceil((row_end - b_start) / 64) <=
+  /// kAttentionResidentTiles (the caller's guarantee; CudaBlockPlan::max_split_tiles). Other
+  /// values: cudaErrorInvalidValue.
   int32_t wgmma_grouped;
 };
 

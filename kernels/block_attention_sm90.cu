@@ -1,19 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // The grouped part of the ragged BlockRank attention (block_attention.cuh: the work items from
-// num_streamed_items on, one CTA per (item, KV head), every query head of the group in turn) on
-// Hopper's wgmma; see block_attention_sm90.cuh. Built for sm_90a only.
+// num_streamed_items on, every query head of a KV group over the item's shared K/V) as a persistent
+// Hopper kernel with TMA copies and wgmma; see block_attention_sm90.cuh. Built for sm_90a only.
 //
-// One CTA = one warpgroup (128 threads) = one item of at most 64 rows and at most three 64-key
-// tiles (the caller guarantees both). Q [64, 128], the K tiles and the V tiles sit in shared memory
-// as two 64-column panels each, 128-byte swizzled (the layout wgmma's descriptors read; copied by
-// cp.async, 16 bytes per copy). Per query head: S = Q Kᵀ for all of the item's keys at once
-// (wgmma.m64n64k16 per tile, both operands from shared memory), the exact softmax over the
-// resident keys in registers (no running rescale: every key is in S), the probabilities re-packed
-// as the register A operand of O = P V (wgmma.m64n128k16 with V as the MN-major B). The next
-// head's Q is copied while the current head's softmax and P V run. Same masks, zero rows and
-// partial outputs as the mma.sync kernel in block_attention.cu.
-#include <type_traits>
-
+// Q [64, 128], the K tiles and the V tiles sit in shared memory as two 64-column panels each,
+// 128-byte swizzled (the layout TMA's SWIZZLE_128B writes and wgmma's descriptors read). Per query
+// head: S = Q Kᵀ for all of the item's keys at once (wgmma.m64n64k16 per tile, both operands from
+// shared memory), the exact softmax over the resident keys in registers (no running rescale: every
+// key is in S), the probabilities re-packed as the register A operand of O = P V
+// (wgmma.m64n128k16 with V as the MN-major B). Same masks and zero rows as the mma.sync kernel in
+// block_attention.cu.
 #include <cuda.h>
 #include <cuda_bf16.h>
 
@@ -39,24 +35,13 @@ using sm90::wgmma_fence;
 using sm90::wgmma_wait;
 
 constexpr int kD = 128;
-constexpr int kThreads = 128;
 constexpr int kTiles = kAttentionResidentTiles;
 constexpr int kPanel = 64 * 128;        // bytes: 64 rows x 64 bf16 columns
 constexpr int kTileBytes = 2 * kPanel;  // 64 rows x 128 columns
-constexpr size_t kSmem = size_t{1 + 2 * kTiles} * kTileBytes + 1024;  // + 1,024 to align
 constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kAttentionTileRows == 64, "one warpgroup covers an item's 64 rows");
 
-// Byte offset of 16-byte chunk c (0..15) of row r (0..63) of a [64, 128] bf16 tile: panel c / 8,
-// chunk (c % 8) ^ (r % 8) of the row's 128 bytes.
-__device__ __forceinline__ int tile_offset(int r, int c) {
-  return (c >> 3) * kPanel + r * 128 + (((c & 7) ^ (r & 7)) << 4);
-}
-
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
 // Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
 // warpgroup_fence_operand): the compiler may neither move it nor reuse its register early.
 __device__ __forceinline__ void fence_operand(float& r) {
@@ -110,207 +95,6 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64],
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
         "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
-}
-
-__global__ void __launch_bounds__(kThreads, 2)
-    blockrank_attention_wgmma_kernel(const BlockAttentionParams p) {
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* const base =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  uint8_t* const q_s = base;
-  uint8_t* const k_s = base + kTileBytes;                 // tile i at k_s + i * kTileBytes
-  uint8_t* const v_s = base + (1 + kTiles) * kTileBytes;  // likewise
-
-  const int group = p.num_heads / p.num_kv_heads;
-  const int b = blockIdx.x;
-  const int kv_head = b % p.num_kv_heads;
-  const AttentionWorkItem it = p.items[p.num_streamed_items + b / p.num_kv_heads];
-  const int head_begin = kv_head * group;
-  const int num_tiles = (it.key_end - it.key_begin + 63) / 64;  // 1..3
-  if (num_tiles > kTiles) {
-    __trap();  // a long item among the grouped ones: the caller broke the precondition
-  }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
-  const int row0 = it.row_begin + warp * 16 + g, row1 = row0 + 8;
-  const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
-  const auto* q = static_cast<const __nv_bfloat16*>(p.q);
-  const auto* k = static_cast<const __nv_bfloat16*>(p.k);
-  const auto* v = static_cast<const __nv_bfloat16*>(p.v);
-  const float scale_log2 = p.scale * kLog2e;
-
-  // Q rows of `head` (rows past the item zero-filled), one commit group.
-  auto load_q = [&](int head) {
-    const uint32_t dst = smem_u32(q_s);
-    for (int j = threadIdx.x; j < 64 * 16; j += kThreads) {
-      const int r = j >> 4, c = j & 15;
-      const int row = it.row_begin + r;
-      const bool in = row < it.row_end;
-      cp_async_16(dst + tile_offset(r, c),
-                  q + static_cast<int64_t>(in ? row : it.row_begin) * p.q_row_stride +
-                      head * p.q_head_stride + c * 8,
-                  in ? 16 : 0);
-    }
-    cp_async_commit();
-  };
-  // K and V of keys key_begin + 64 i ... (keys past the item zero-filled), one commit group.
-  auto load_kv = [&](int i) {
-    const uint32_t kd = smem_u32(k_s + i * kTileBytes), vd = smem_u32(v_s + i * kTileBytes);
-    const int kt = it.key_begin + i * 64;
-    for (int j = threadIdx.x; j < 64 * 16; j += kThreads) {
-      const int r = j >> 4, c = j & 15;
-      const int vk = kt + r;
-      const bool in = vk < it.key_end;
-      const int64_t tok = !in ? 0 : vk < it.a_end ? vk : it.b_start + (vk - it.a_end);
-      cp_async_16(kd + tile_offset(r, c),
-                  k + tok * p.k_row_stride + kv_head * p.k_head_stride + c * 8, in ? 16 : 0);
-      cp_async_16(vd + tile_offset(r, c),
-                  v + tok * p.v_row_stride + kv_head * p.v_head_stride + c * 8, in ? 16 : 0);
-    }
-    cp_async_commit();
-  };
-
-  load_q(head_begin);
-  for (int i = 0; i < num_tiles; ++i) {
-    load_kv(i);
-  }
-  for (int round = 0; round < group; ++round) {
-    const int head = head_begin + round;
-    cp_async_wait_all();  // this head's Q (and, in round 0, the K/V tiles)
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to wgmma
-    __syncthreads();
-
-    // S = Q Kᵀ over every resident tile; d[4 j + e]: row (e < 2 ? lr : lr + 8), column 8 j + 2 t4
-    // + (e & 1) of the tile, lr = 16 warp + g.
-    float s[kTiles][32];  // the first MMA of each tile ignores the old contents (scale_d 0)
-    wgmma_fence();
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-      if (i < num_tiles) {
-#pragma unroll
-        for (int kk = 0; kk < kD / 16; ++kk) {
-          const int off = (kk >> 2) * kPanel + (kk & 3) * 32;
-          wgmma_m64n64k16_ss(s[i], smem_desc(q_s + off), smem_desc(k_s + i * kTileBytes + off),
-                             kk > 0);
-        }
-      }
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-#pragma unroll
-      for (int e = 0; e < 32; ++e) {
-        fence_operand(s[i][e]);
-      }
-    }
-    __syncthreads();  // every warp's S is done: Q's buffer is free
-    if (round + 1 < group) {
-      load_q(head + 1);  // lands during the softmax and P V
-    }
-
-    // Masks (as the mma.sync kernel), then the exact softmax over the resident keys.
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-      if (i < num_tiles) {
-        const int kt = it.key_begin + i * 64;
-        const bool full =
-            kt + 64 <= it.key_end &&
-            (kt + 64 <= it.a_end || it.b_start + (kt + 64 - 1 - it.a_end) <= it.row_begin);
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            float& x = s[i][nt * 4 + e];
-            if (!full) {
-              const int vk = kt + nt * 8 + t4 * 2 + (e & 1);
-              const int row = e < 2 ? row0 : row1;
-              const bool ok = (e < 2 ? valid0 : valid1) && vk < it.key_end &&
-                              (vk < it.a_end || it.b_start + (vk - it.a_end) <= row);
-              x = ok ? x : -INFINITY;
-            }
-            if (e < 2) {
-              mx0 = fmaxf(mx0, x);
-            } else {
-              mx1 = fmaxf(mx1, x);
-            }
-          }
-        }
-      }
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // A row that sees nothing keeps max -inf and subtracts 0: every exp2 of -inf stays 0.
-    const float base0 = mx0 == -INFINITY ? 0.f : mx0 * scale_log2;
-    const float base1 = mx1 == -INFINITY ? 0.f : mx1 * scale_log2;
-    float l0 = 0.f, l1 = 0.f;
-    uint32_t pa[kTiles][4][4];  // P as the A fragments of the k16 slices of each tile
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-      if (i < num_tiles) {
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          float* x = &s[i][nt * 4];
-          x[0] = fast_exp2(fmaf(x[0], scale_log2, -base0));
-          x[1] = fast_exp2(fmaf(x[1], scale_log2, -base0));
-          x[2] = fast_exp2(fmaf(x[2], scale_log2, -base1));
-          x[3] = fast_exp2(fmaf(x[3], scale_log2, -base1));
-          l0 += x[0] + x[1];
-          l1 += x[2] + x[3];
-        }
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const float* a = &s[i][8 * kk];  // 8-key tiles 2 kk and 2 kk + 1
-          pa[i][kk][0] = pack_bf16x2(a[0], a[1]);
-          pa[i][kk][1] = pack_bf16x2(a[2], a[3]);
-          pa[i][kk][2] = pack_bf16x2(a[4], a[5]);
-          pa[i][kk][3] = pack_bf16x2(a[6], a[7]);
-        }
-      } else {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          pa[i][kk][0] = pa[i][kk][1] = pa[i][kk][2] = pa[i][kk][3] = 0u;
-        }
-      }
-    }
-
-    // O = P V; V tile i as the MN-major B: 16 keys (2 KB) per k16 slice, the 64-column panels
-    // kPanel apart (LBO), 8-key groups 1,024 bytes apart (SBO).
-    float o[64];  // likewise
-    wgmma_fence();
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-      if (i < num_tiles) {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          wgmma_m64n128k16_rs(o, pa[i][kk],
-                              smem_desc_mn(v_s + i * kTileBytes + kk * 2048, kPanel, 1024),
-                              i > 0 || kk > 0);
-        }
-      }
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < kTiles; ++i) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          fence_operand(pa[i][kk][e]);
-        }
-      }
-    }
-#pragma unroll
-    for (int e = 0; e < 64; ++e) {
-      fence_operand(o[e]);
-    }
-
-    attention_rows::write<kD>(p, it, head, warp * 16 + g, t4, l0, l1, mx0, mx1, scale_log2,
-                              [&](int dt, int e) { return o[dt * 4 + e]; });
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,7 +447,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
 }
 
 // 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes, 128-byte
-// swizzle (the layout tile_offset describes).
+// swizzle: 16-byte chunk c of a box's row r lands at r * 128 + ((c ^ (r % 8)) << 4).
 bool make_attention_map(
     CUtensorMap* map, const void* ptr, int64_t rows, int64_t cols, int64_t row_stride) {
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
@@ -691,48 +475,39 @@ cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& p, cudaStre
       p.num_streamed_items > p.num_items || !(p.scale > 0.f)) {
     return cudaErrorInvalidValue;
   }
-  const int64_t ctas = static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
-  if (ctas == 0) {
+  const int64_t units = static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
+  if (units == 0) {
     return cudaSuccess;
   }
-  if (p.wgmma_grouped == 3) {  // the persistent TMA form
-    if (p.q_head_stride != kD || p.k_head_stride != kD || p.v_head_stride != kD ||
-        p.q_row_stride % 8 != 0 || p.k_row_stride % 8 != 0 || p.v_row_stride % 8 != 0) {
-      return cudaErrorInvalidValue;
-    }
-    CUtensorMap map_q, map_k, map_v;
-    if (!make_attention_map(&map_q, p.q, p.num_tokens, int64_t{p.num_heads} * kD, p.q_row_stride) ||
-        !make_attention_map(&map_k, p.k, p.num_tokens, int64_t{p.num_kv_heads} * kD,
-                            p.k_row_stride) ||
-        !make_attention_map(&map_v, p.v, p.num_tokens, int64_t{p.num_kv_heads} * kD,
-                            p.v_row_stride)) {
-      return cudaErrorInvalidValue;
-    }
-    int device = 0, sms = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err == cudaSuccess) {
-      err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    }
-    if (err == cudaSuccess) {
-      err = cudaFuncSetAttribute(blockrank_attention_tma_kernel,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(kTmaSmem));
-    }
-    if (err != cudaSuccess) {
-      return err;
-    }
-    const int64_t grid = ctas < sms ? ctas : sms;
-    blockrank_attention_tma_kernel<<<static_cast<unsigned>(grid), kTmaThreads, kTmaSmem, stream>>>(
-        p, map_q, map_k, map_v);
-    return cudaGetLastError();
+  if (p.wgmma_grouped != 3 || p.q_head_stride != kD || p.k_head_stride != kD ||
+      p.v_head_stride != kD || p.q_row_stride % 8 != 0 || p.k_row_stride % 8 != 0 ||
+      p.v_row_stride % 8 != 0) {
+    return cudaErrorInvalidValue;
   }
-  cudaError_t err =
-      cudaFuncSetAttribute(blockrank_attention_wgmma_kernel,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem));
+  CUtensorMap map_q, map_k, map_v;
+  if (!make_attention_map(&map_q, p.q, p.num_tokens, int64_t{p.num_heads} * kD, p.q_row_stride) ||
+      !make_attention_map(&map_k, p.k, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                          p.k_row_stride) ||
+      !make_attention_map(&map_v, p.v, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                          p.v_row_stride)) {
+    return cudaErrorInvalidValue;
+  }
+  int device = 0, sms = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) {
+    err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  }
+  if (err == cudaSuccess) {
+    err = cudaFuncSetAttribute(blockrank_attention_tma_kernel,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(kTmaSmem));
+  }
   if (err != cudaSuccess) {
     return err;
   }
-  blockrank_attention_wgmma_kernel<<<static_cast<unsigned>(ctas), kThreads, kSmem, stream>>>(p);
+  const int64_t grid = units < sms ? units : sms;
+  blockrank_attention_tma_kernel<<<static_cast<unsigned>(grid), kTmaThreads, kTmaSmem, stream>>>(
+      p, map_q, map_k, map_v);
   return cudaGetLastError();
 }
 

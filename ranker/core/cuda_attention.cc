@@ -180,7 +180,7 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   // Long items first (one CTA per query head), the rest grouped per KV head; see the kernel.
   const int64_t streamed = kernels::partition_streamed_items(items, kept_items, longest_first);
   // Tiles each grouped item needs with instruction keys and its own keys in separate tiles (the
-  // TMA kernel's layout, wgmma_grouped 3).
+  // persistent kernel's layout).
   int64_t max_split_tiles = 0;
   for (int64_t i = streamed; i < kept_items; ++i) {
     const kernels::AttentionWorkItem& it = items[i];
@@ -263,17 +263,13 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.items = reinterpret_cast<const kernels::AttentionWorkItem*>(plan.items.data_ptr<int32_t>());
   p.num_items = static_cast<int32_t>(plan.num_items);
   // The grouped items' kernel (CudaBlockPlan::wgmma_grouped; BLOCKRANK_ATTENTION_WGMMA when -1,
-  // default 3): 3 the persistent TMA kernel where it applies (head_dim 128, Hopper, contiguous
+  // on unless 0): the persistent TMA kernel where it applies (head_dim 128, Hopper, contiguous
   // heads, no long item or split piece among the grouped items, each at most
-  // kAttentionResidentTiles tiles with the instruction's and its own keys apart), else mma.sync;
-  // 1 the one-CTA-per-item wgmma kernel (head_dim 128, Hopper); 0 mma.sync.
-  static const int wgmma_env = [] {
-    const char* v = std::getenv("BLOCKRANK_ATTENTION_WGMMA");
-    return v == nullptr || *v == '\0' ? 3 : std::atoi(v);
-  }();
-  const int wgmma_mode = static_cast<int>(plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped);
+  // kAttentionResidentTiles tiles with the instruction's and its own keys apart), else mma.sync.
+  static const bool wgmma_env = env_switch("BLOCKRANK_ATTENTION_WGMMA", true);
+  const bool wgmma_on = plan.wgmma_grouped < 0 ? wgmma_env : plan.wgmma_grouped != 0;
   const bool sm90 = d == 128 && kernels::block_attention_sm90_supported(q.device().index());
-  const bool tma_layout = sm90 && wgmma_mode == 3 &&
+  const bool tma_layout = sm90 && wgmma_on &&
                           plan.max_split_tiles <= kernels::kAttentionResidentTiles &&
                           q.stride(1) == d && k.stride(1) == d && v.stride(1) == d;
   int64_t streamed = plan.num_streamed_items;
@@ -295,9 +291,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.num_combine = static_cast<int32_t>(plan.num_combine);
   p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
-  const bool grouped_sm90 = sm90 && p.num_streamed_items >= plan.num_long_items;
-  const bool tma = tma_layout && p.num_streamed_items == plan.num_long_items;
-  p.wgmma_grouped = !grouped_sm90 ? 0 : wgmma_mode == 3 ? (tma ? 3 : 0) : wgmma_mode == 1 ? 1 : 0;
+  p.wgmma_grouped = tma_layout && p.num_streamed_items == plan.num_long_items ? 3 : 0;
   if (grouped_kernel != nullptr) {
     *grouped_kernel = p.wgmma_grouped;
   }

@@ -37,19 +37,17 @@ struct CudaBlockPlan {
   /// first in `items`).
   int64_t num_long_items = 0;
   /// The most tiles a grouped item needs with the instruction's keys and its own keys in separate
-  /// 64-key tiles (the TMA kernel, wgmma_grouped 3, takes at most
-  /// kernels::kAttentionResidentTiles).
+  /// 64-key tiles (the persistent kernel takes at most kernels::kAttentionResidentTiles).
   int64_t max_split_tiles = 0;
   /// Items [0, this) run one CTA per query head, the rest one CTA per KV group (the kernel's
   /// num_streamed_items). -1 (default): the long items, or every item when the grouped CTAs would
   /// not give each SM two. Any value in [0, num_items] gives the same output.
   int64_t num_streamed_items = -1;
-  /// The grouped items' kernel: 3 the persistent TMA kernel (kernels/block_attention_sm90.cuh)
-  /// where it applies (head_dim 128, Hopper, contiguous heads, the long items streamed,
-  /// max_split_tiles <= kAttentionResidentTiles), else mma.sync; 1 the one-CTA-per-item wgmma
-  /// kernel (head_dim 128, Hopper; not faster end to end, docs/BENCHMARKS.md, session 8); 0
-  /// mma.sync; -1 (default) as BLOCKRANK_ATTENTION_WGMMA says, 3 when unset. Same output every
-  /// way (bf16 rounding apart).
+  /// The grouped items' kernel: non-zero the persistent TMA kernel
+  /// (kernels/block_attention_sm90.cuh) where it applies (head_dim 128, Hopper, contiguous heads,
+  /// the long items streamed, max_split_tiles <= kAttentionResidentTiles), else mma.sync; 0
+  /// mma.sync; -1 (default) as BLOCKRANK_ATTENTION_WGMMA says (on unless it is 0). Same output
+  /// either way (bf16 rounding apart).
   int wgmma_grouped = -1;
   int64_t num_combine = 0;
   int64_t num_partials = 0;
@@ -90,7 +88,7 @@ Status make_cuda_block_plan(const BlockLayout& layout,
 /// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,
 /// devices), kInternal (a CUDA error, naming the call, file and line). `grouped_kernel`, when
 /// given, gets the kernel the grouped items ran on (BlockAttentionParams::wgmma_grouped: 0
-/// mma.sync, 1 wgmma, 3 the persistent TMA kernel).
+/// mma.sync, 3 the persistent TMA kernel).
 Status cuda_block_attention(const at::Tensor& q,
                             const at::Tensor& k,
                             const at::Tensor& v,

@@ -109,18 +109,15 @@ void run_attention_case(const Shape& sh,
   ASSERT_OK(internal::make_cuda_block_plan(layout, device, sh.split_keys, &plan));
   const at::Tensor ref = reference_attention(q, k, v, layout.block_lengths);
   // The automatic split between per-query-head and per-KV-group CTAs, the long items alone, then
-  // every item one way and every item the other: the result must not depend on it.
-  // Then the automatic split and the long items alone again with the grouped items on the wgmma
-  // kernel (head_dim 128 on Hopper; elsewhere these two repeat the mma.sync path).
-  // Last, the grouped items on the persistent TMA kernel (wgmma_grouped 3, where the layout fits;
-  // else the plain wgmma kernel again).
-  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items,     0,
-                            -1, plan.num_long_items, plan.num_long_items};
+  // every item one way and every item the other, all on the mma.sync kernel: the result must not
+  // depend on it. Then the automatic split and the long items alone again with the grouped items on
+  // the persistent TMA kernel (head_dim 128 on Hopper where the layout fits; else mma.sync again).
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items};
   for (size_t vi = 0; vi < std::size(splits); ++vi) {
     const int64_t streamed = splits[vi];
     internal::CudaBlockPlan variant = plan;
     variant.num_streamed_items = streamed;
-    variant.wgmma_grouped = vi >= 6 ? 3 : vi >= 4 ? 1 : 0;
+    variant.wgmma_grouped = vi >= 4 ? 3 : 0;
     // Poison: the caching allocator hands the adapter's output this freed block back, so an
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
@@ -189,14 +186,16 @@ TEST_F(KernelTest, AttentionPersistentTma) {
   std::mt19937 rng(5);
   const bool hopper = at::cuda::getCurrentDeviceProperties()->major == 9 &&
                       at::cuda::getCurrentDeviceProperties()->minor == 0;
-  int tma_runs = 0;
-  run_attention_case({100, 128, 64, 32, 8, 4, 128, 1024}, rng, device_, &tma_runs);
-  run_attention_case({200, 128, 40, 16, 2, 7, 128, 1024}, rng, device_, &tma_runs);
-  run_attention_case({50, 100, 1, 8, 3, 1, 128, 256}, rng, device_, &tma_runs);
-  run_attention_case({7, 64, 63, 33, 1, 8, 128, 64}, rng, device_, &tma_runs);
-  run_attention_case({500, 70, 17, 32, 8, 4, 128, 1024}, rng, device_, &tma_runs);
-  if (hopper) {
-    EXPECT_EQ(tma_runs, 5) << "the TMA kernel did not take every case it fits";
+  for (const Shape& sh :
+       {Shape{100, 128, 64, 32, 8, 4, 128, 1024}, Shape{200, 128, 40, 16, 2, 7, 128, 1024},
+        Shape{50, 100, 1, 8, 3, 1, 128, 256}, Shape{7, 64, 63, 33, 1, 8, 128, 64},
+        Shape{500, 70, 17, 32, 8, 4, 128, 1024}}) {
+    int tma_runs = 0;
+    run_attention_case(sh, rng, device_, &tma_runs);
+    if (hopper) {
+      EXPECT_GE(tma_runs, 1) << "the TMA kernel did not take N=" << sh.num_docs
+                             << ", which it fits";
+    }
   }
 }
 

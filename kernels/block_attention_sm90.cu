@@ -197,10 +197,10 @@ struct PendingOut {
   }
 };
 
-// One query head over the unit's resident tiles (NT = instr + own), as attend in the kernel above
-// but with the split key layout's masks (whole items only: partial < 0). The previous head's
-// output (`pend`) is stored while this head's S MMAs run; this head's is left in `pend`.
-// release_q() runs once every thread has its S.
+// One query head over the unit's resident tiles (NT = instr + own): S for all of them, the masks
+// of the split key layout (whole items only: partial < 0), the exact softmax, O = P V. The
+// previous head's output (`pend`) is stored while this head's S MMAs run; this head's is left in
+// `pend`. release_q() runs once every thread has its S.
 template <int NT, typename ReleaseQ>
 __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
                                                 const AttentionWorkItem& it,

@@ -446,18 +446,12 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   pend.flush();
 }
 
-// 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes, 128-byte
-// swizzle: 16-byte chunk c of a box's row r lands at r * 128 + ((c ^ (r % 8)) << 4).
+// 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes (one panel
+// of a Q, K or V tile).
 bool make_attention_map(
     CUtensorMap* map, const void* ptr, int64_t rows, int64_t cols, int64_t row_stride) {
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(row_stride) * 2};
-  const cuuint32_t box[2] = {64, 64};
-  const cuuint32_t elem[2] = {1, 1};
-  return cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr),
-                                dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return sm90::encode_bf16_map(map, ptr, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols),
+                               static_cast<uint64_t>(row_stride), 64);
 }
 
 }  // namespace

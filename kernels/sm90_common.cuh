@@ -70,6 +70,25 @@ __device__ __forceinline__ void tma_load(
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
       : "memory");
 }
+// Host: a 2-D TMA map over a bf16 matrix of `rows` rows of `cols` elements, `row_stride` elements
+// apart, in boxes of `box_rows` rows x 64 columns with the 128-byte swizzle the descriptors above
+// describe (16-byte chunk c of a box's row r at r * 128 + ((c ^ (r % 8)) << 4)).
+inline bool encode_bf16_map(CUtensorMap* map,
+                            const void* ptr,
+                            uint64_t rows,
+                            uint64_t cols,
+                            uint64_t row_stride,
+                            uint32_t box_rows) {
+  const cuuint64_t dims[2] = {cols, rows};
+  const cuuint64_t strides[1] = {row_stride * 2};
+  const cuuint32_t box[2] = {64, box_rows};
+  const cuuint32_t elem[2] = {1, 1};
+  return cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr),
+                                dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 }

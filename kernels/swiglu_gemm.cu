@@ -297,14 +297,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // 2-D bf16 tensor [outer, inner] (row stride inner), boxes of 64 x box_outer, 128-byte swizzle.
 bool make_map(CUtensorMap* map, const void* ptr, int inner, int outer, int box_outer) {
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner) * 2};
-  const cuuint32_t box[2] = {kBK, static_cast<cuuint32_t>(box_outer)};
-  const cuuint32_t elem[2] = {1, 1};
-  return cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(ptr),
-                                dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  static_assert(kBK == 64, "encode_bf16_map's boxes are 64 columns wide");
+  return sm90::encode_bf16_map(map, ptr, static_cast<uint64_t>(outer), static_cast<uint64_t>(inner),
+                               static_cast<uint64_t>(inner), static_cast<uint32_t>(box_outer));
 }
 
 }  // namespace

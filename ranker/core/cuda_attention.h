@@ -40,8 +40,9 @@ struct CudaBlockPlan {
   /// 64-key tiles (the persistent kernel takes at most kernels::kAttentionResidentTiles).
   int64_t max_split_tiles = 0;
   /// Items [0, this) run one CTA per query head, the rest one CTA per KV group (the kernel's
-  /// num_streamed_items). -1 (default): the long items, or every item when the grouped CTAs would
-  /// not give each SM two. Any value in [0, num_items] gives the same output.
+  /// num_streamed_items). -1 (default): the long items, or every item when the grouped (item, KV
+  /// head) units would not give each SM two (four for the persistent kernel). Any value in [0,
+  /// num_items] gives the same output.
   int64_t num_streamed_items = -1;
   /// The grouped items' kernel: non-zero the persistent TMA kernel
   /// (kernels/block_attention_sm90.cuh) where it applies (head_dim 128, Hopper, contiguous heads,

@@ -114,6 +114,10 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64],
 //     mbarrier, independent of the K/V copies (cp.async would order them per thread).
 //   - Each head's output leaves registers as packed bf16 (PendingOut) and is stored while the
 //     warpgroup's next S MMAs run.
+//   - Each warpgroup runs its heads strictly in order (S, softmax, P V). Two FA3 schedules were
+//     measured and were slower here, where the kernel is latency-bound at one warp per scheduler
+//     per warpgroup: the warpgroups taking turns (session 11), and the next head's S issued with
+//     this head's P V so its softmax runs under it (session 12; 255 registers with spills).
 // Precondition (the host checks it: CudaBlockPlan::max_split_tiles): ceil(a_end / 64) +
 // ceil((row_end - b_start) / 64) <= kTiles and partial < 0 for every grouped item; heads
 // contiguous in a row.
@@ -197,27 +201,26 @@ struct PendingOut {
   }
 };
 
-// One query head over the unit's resident tiles (NT = instr + own): S for all of them, the masks
-// of the split key layout (whole items only: partial < 0), the exact softmax, O = P V. The
-// previous head's output (`pend`) is stored while this head's S MMAs run; this head's is left in
-// `pend`. release_q() runs once every thread has its S.
-template <int NT, typename ReleaseQ>
-__device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
-                                                const AttentionWorkItem& it,
-                                                int instr_tiles,
-                                                int head,
-                                                const uint8_t* q_s,
-                                                const uint8_t* k_s,
-                                                const uint8_t* v_s,
-                                                int tid,
-                                                float scale_log2,
-                                                ReleaseQ release_q,
-                                                PendingOut& pend) {
-  const int warp = tid / 32, lane = tid % 32, g = lane >> 2, t4 = lane & 3;
-  const int row0 = it.row_begin + warp * 16 + g, row1 = row0 + 8;
-  const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
+// The lane's two rows of the warpgroup's 64 (row0 and row0 + 8 of the m64 accumulator layout).
+struct LaneRows {
+  int row0, row1, t4;
+  bool valid0, valid1;
+  __device__ __forceinline__ LaneRows(const AttentionWorkItem& it, int tid) {
+    const int warp = tid / 32, lane = tid % 32;
+    t4 = lane & 3;
+    row0 = it.row_begin + warp * 16 + (lane >> 2);
+    row1 = row0 + 8;
+    valid0 = row0 < it.row_end;
+    valid1 = row1 < it.row_end;
+  }
+};
 
-  float s[NT][32];  // the first MMA of each tile ignores the old contents (scale_d 0)
+// Issues (and commits, without waiting) S = Q Kᵀ of the head in `q_s` over the NT resident key
+// tiles. The first MMA of each tile ignores s's old contents (scale_d 0).
+template <int NT>
+__device__ __forceinline__ void issue_s(float (&s)[NT][32],
+                                        const uint8_t* q_s,
+                                        const uint8_t* k_s) {
   wgmma_fence();
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
@@ -228,19 +231,21 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
     }
   }
   wgmma_commit();
-  pend.flush();
-  wgmma_wait<0>();
-#pragma unroll
-  for (int i = 0; i < NT; ++i) {
-#pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      fence_operand(s[i][e]);
-    }
-  }
-  release_q();
+}
 
-  // Masks: an instruction tile's column c is key 64 i + c, visible below a_end; an own tile's
-  // column c is token b_start + 64 j + c, visible up to the row (causal).
+// The masks of the split key layout (whole items only: partial < 0) and the exact softmax of a
+// landed S, packed as the register A operand of P V; l0 / l1 get the lane's partial row sums.
+// An instruction tile's column c is key 64 i + c, visible below a_end; an own tile's column c is
+// token b_start + 64 j + c, visible up to the row (causal).
+template <int NT>
+__device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
+                                             uint32_t (&pa)[NT][4][4],
+                                             const AttentionWorkItem& it,
+                                             const LaneRows& r,
+                                             int instr_tiles,
+                                             float scale_log2,
+                                             float& l0,
+                                             float& l1) {
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
@@ -253,9 +258,9 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
       for (int e = 0; e < 4; ++e) {
         float& x = s[i][nt * 4 + e];
         if (!full) {
-          const int key = first + nt * 8 + t4 * 2 + (e & 1);
-          const int row = e < 2 ? row0 : row1;
-          const bool ok = (e < 2 ? valid0 : valid1) && (instr ? key < it.a_end : key <= row);
+          const int key = first + nt * 8 + r.t4 * 2 + (e & 1);
+          const int row = e < 2 ? r.row0 : r.row1;
+          const bool ok = (e < 2 ? r.valid0 : r.valid1) && (instr ? key < it.a_end : key <= row);
           x = ok ? x : -INFINITY;
         }
         if (e < 2) {
@@ -272,8 +277,8 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
   const float base0 = mx0 == -INFINITY ? 0.f : mx0 * scale_log2;
   const float base1 = mx1 == -INFINITY ? 0.f : mx1 * scale_log2;
-  float l0 = 0.f, l1 = 0.f;
-  uint32_t pa[NT][4][4];
+  l0 = 0.f;
+  l1 = 0.f;
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
 #pragma unroll
@@ -295,7 +300,13 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
       pa[i][kk][3] = pack_bf16x2(a[6], a[7]);
     }
   }
-  float o[64];
+}
+
+// Issues (and commits, without waiting) O = P V over the NT resident value tiles.
+template <int NT>
+__device__ __forceinline__ void issue_pv(float (&o)[64],
+                                         const uint32_t (&pa)[NT][4][4],
+                                         const uint8_t* v_s) {
   wgmma_fence();
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
@@ -307,7 +318,20 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
     }
   }
   wgmma_commit();
-  wgmma_wait<0>();
+}
+
+// After the wait on a P V: pins its operands (the asynchronous MMA read pa and wrote o), then
+// normalises the rows as attention_rows::write does for a whole item (the quad's row sums; zeros
+// for a row that saw nothing) and leaves the head's output packed in `pend`, which must be empty.
+template <int NT>
+__device__ __forceinline__ void finish_head(float (&o)[64],
+                                            uint32_t (&pa)[NT][4][4],
+                                            float l0,
+                                            float l1,
+                                            const BlockAttentionParams& p,
+                                            const LaneRows& r,
+                                            int head,
+                                            PendingOut& pend) {
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
 #pragma unroll
@@ -322,8 +346,6 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
   for (int e = 0; e < 64; ++e) {
     fence_operand(o[e]);
   }
-  // As attention_rows::write for a whole item: the quad's row sums, then zeros for a row that saw
-  // nothing.
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -335,9 +357,51 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
     pend.v[2 * dt] = pack_bf16x2(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);
     pend.v[2 * dt + 1] = pack_bf16x2(o[dt * 4 + 2] * inv1, o[dt * 4 + 3] * inv1);
   }
-  auto* const out = static_cast<__nv_bfloat16*>(p.out) + head * p.out_head_stride + t4 * 2;
-  pend.out0 = valid0 ? out + static_cast<int64_t>(row0) * p.out_row_stride : nullptr;
-  pend.out1 = valid1 ? out + static_cast<int64_t>(row1) * p.out_row_stride : nullptr;
+  auto* const out = static_cast<__nv_bfloat16*>(p.out) + head * p.out_head_stride + r.t4 * 2;
+  pend.out0 = r.valid0 ? out + static_cast<int64_t>(r.row0) * p.out_row_stride : nullptr;
+  pend.out1 = r.valid1 ? out + static_cast<int64_t>(r.row1) * p.out_row_stride : nullptr;
+}
+
+template <int NT>
+__device__ __forceinline__ void fence_s(float (&s)[NT][32]) {
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      fence_operand(s[i][e]);
+    }
+  }
+}
+
+// One query head over the unit's resident tiles (NT = instr + own), strictly in order: S, the
+// softmax, O = P V. The previous head's output (`pend`) is stored while this head's S MMAs run;
+// this head's is left in `pend`. release_q() runs once every thread has its S.
+template <int NT, typename ReleaseQ>
+__device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
+                                                const AttentionWorkItem& it,
+                                                int instr_tiles,
+                                                int head,
+                                                const uint8_t* q_s,
+                                                const uint8_t* k_s,
+                                                const uint8_t* v_s,
+                                                int tid,
+                                                float scale_log2,
+                                                ReleaseQ release_q,
+                                                PendingOut& pend) {
+  const LaneRows r(it, tid);
+  float s[NT][32];
+  issue_s<NT>(s, q_s, k_s);
+  pend.flush();
+  wgmma_wait<0>();
+  fence_s<NT>(s);
+  release_q();
+  float l0, l1;
+  uint32_t pa[NT][4][4];
+  softmax_to_p<NT>(s, pa, it, r, instr_tiles, scale_log2, l0, l1);
+  float o[64];
+  issue_pv<NT>(o, pa, v_s);
+  wgmma_wait<0>();
+  finish_head<NT>(o, pa, l0, l1, p, r, head, pend);
 }
 
 __global__ void __launch_bounds__(kTmaThreads, 1)

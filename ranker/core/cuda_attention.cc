@@ -42,6 +42,12 @@ void throw_if_error(const Status& status) {
   TORCH_CHECK(status.is_ok(), status.to_string());
 }
 
+int64_t auto_split_keys(int64_t num_tokens) {
+  constexpr int64_t kStep = 1024, kPieces = 16;
+  const int64_t per_piece = (std::max<int64_t>(num_tokens, 1) + kPieces - 1) / kPieces;
+  return std::max(kStep, (per_piece + kStep - 1) / kStep * kStep);
+}
+
 #ifdef BLOCKRANK_TORCH_CUDA
 
 namespace {
@@ -140,6 +146,9 @@ Status make_cuda_block_plan(const BlockLayout& layout,
     return Status::invalid_argument("cuda plan: skip_rows outside block 0");
   }
   const int64_t nb = static_cast<int64_t>(lengths.size());
+  if (split_keys <= 0) {
+    split_keys = auto_split_keys(total);
+  }
   int64_t num_combine = 0, num_partials = 0;
   const int64_t num_items = kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr,
                                                           nullptr, &num_combine, &num_partials);

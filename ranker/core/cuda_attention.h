@@ -58,10 +58,17 @@ struct CudaBlockPlan {
   int64_t num_doc_tokens = 0;
 };
 
-/// Keys per split-K item for rows whose visible range is longer (the query block). 1024 keys (16
-/// tiles) keeps the query block's work spread over ~T/1024 CTAs per head while the merge stays
-/// cheap. Default of make_cuda_block_plan().
-constexpr int64_t kDefaultSplitKeys = 1024;
+/// Keys per split-K item for rows whose visible range is longer (the query block): 0 asks
+/// make_cuda_block_plan() for auto_split_keys() of the layout. Its default.
+constexpr int64_t kDefaultSplitKeys = 0;
+
+/// The automatic split-K piece length for a prompt of `num_tokens` tokens: a multiple of 1,024
+/// keys, at least 1,024, giving the query block about 16 pieces per head. Measured on the H200
+/// (docs/BENCHMARKS.md, session 12: the pass's attention stage over piece lengths of 512-4,096),
+/// the best length grows with the prompt: Mistral-7B shape 1,024 at N = 100 (12,896 tokens), 2,048
+/// at N = 200, 4,096 at N = 500; Qwen2.5-0.5B shape 2,048-4,096 at N = 500. Pure arithmetic
+/// (also in the CPU build).
+int64_t auto_split_keys(int64_t num_tokens);
 
 /// True when this build has the kernels and a model computing in `dtype` on `device` with these
 /// head shapes can use them: CUDA, bf16, head_dim 64 or 128, (Hq / Hkv) * signal_rows <= 32.
@@ -72,7 +79,9 @@ bool cuda_kernels_usable(c10::Device device,
                          int64_t num_kv_heads,
                          int64_t signal_rows);
 
-/// Builds the plan of `layout` on `device`. `skip_rows` > 0 leaves out the work of rows below it
+/// Builds the plan of `layout` on `device`, the query block's keys split into pieces of
+/// `split_keys` (auto_split_keys() of the layout's length when <= 0). `skip_rows` > 0 leaves out
+/// the work of rows below it
 /// (block 0's rows whose K/V came from the prefix cache: their output is not needed, only their
 /// keys); tiles straddling it are kept whole. `longest_first` orders the grouped items as
 /// kernels::partition_streamed_items does (false: document order, for A/B runs; same output).

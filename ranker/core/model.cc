@@ -1237,8 +1237,8 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     internal::CudaBlockPlan cuda_plan;
     if (use_kernels) {
       // The plan's two knobs for A/B runs: BLOCKRANK_SPLIT_KEYS, the query block's split-K piece
-      // length (a multiple of 64), and BLOCKRANK_ATTENTION_LPT=0, the grouped items in document
-      // order instead of longest first.
+      // length (a multiple of 64; by default auto_split_keys() of the prompt), and
+      // BLOCKRANK_ATTENTION_LPT=0, the grouped items in document order instead of longest first.
       static const int64_t split_keys = [] {
         const char* v = std::getenv("BLOCKRANK_SPLIT_KEYS");
         return v != nullptr && std::atoll(v) >= 64 ? std::atoll(v) : internal::kDefaultSplitKeys;

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "plugin/base/file_util.h"
+#include "ranker/core/cuda_attention.h"
 #include "ranker/core/model.h"
 #include "ranker/core/model_config.h"
 #include "ranker/core/safetensors.h"
@@ -285,6 +286,22 @@ TEST(BlockRankForwardTest, RejectsBadInputs) {
   p.ids[0] = 100000;
   EXPECT_EQ(m->score_documents(p.ids, p.layout, 0, 2).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// The query block's split-K piece length follows the prompt (about 16 pieces, multiples of 1,024,
+// never below 1,024): the lengths measured best on the H200 for the benchmark's prompts.
+TEST(CudaPlanTest, AutoSplitKeysGrowsWithThePrompt) {
+  EXPECT_EQ(internal::auto_split_keys(1), 1024);
+  EXPECT_EQ(internal::auto_split_keys(2'656), 1024);   // N = 20
+  EXPECT_EQ(internal::auto_split_keys(12'896), 1024);  // N = 100
+  EXPECT_EQ(internal::auto_split_keys(16'385), 2048);
+  EXPECT_EQ(internal::auto_split_keys(25'696), 2048);  // N = 200
+  EXPECT_EQ(internal::auto_split_keys(64'096), 4096);  // N = 500
+  for (int64_t t = 1; t < 300'000; t += 977) {
+    const int64_t s = internal::auto_split_keys(t);
+    EXPECT_EQ(s % 1024, 0);
+    EXPECT_LE((t + s - 1) / s, 16) << t;
+  }
 }
 
 TEST(RankerTest, FacadeScoresAndTruncates) {

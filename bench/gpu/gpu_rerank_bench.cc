@@ -211,9 +211,7 @@ int main(int argc, char** argv) {
     std::printf(
         "\n| model | N | tokens | BlockRank kernel ms | long items only | short items only | "
         "grouped items on mma.sync ms | same kernel, one CTA per query head ms | SDPA causal "
-        "(dense) "
-        "ms "
-        "| speed-up |\n");
+        "(dense) ms | speed-up |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int n : f.docs) {
       blockrank::BlockLayout layout;

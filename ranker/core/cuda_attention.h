@@ -82,10 +82,10 @@ bool cuda_kernels_usable(c10::Device device,
 /// Builds the plan of `layout` on `device`, the query block's keys split into pieces of
 /// `split_keys` (auto_split_keys() of the layout's length when <= 0). `skip_rows` > 0 leaves out
 /// the work of rows below it (block 0's rows whose K/V came from the prefix cache: their output is
-/// not needed, only their keys); tiles straddling it are kept whole. `longest_first` orders the grouped items as
-/// kernels::partition_streamed_items does (false: document order, for A/B runs; same output).
-/// kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than 3 blocks, an
-/// empty block, more than 2^31 tokens or skip_rows beyond block 0.
+/// not needed, only their keys); tiles straddling it are kept whole. `longest_first` orders the
+/// grouped items as kernels::partition_streamed_items does (false: document order, for A/B runs;
+/// same output). kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than
+/// 3 blocks, an empty block, more than 2^31 tokens or skip_rows beyond block 0.
 Status make_cuda_block_plan(const BlockLayout& layout,
                             c10::Device device,
                             int64_t split_keys,

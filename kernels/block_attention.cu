@@ -421,7 +421,9 @@ __global__ void __launch_bounds__(D)
 }
 
 template <int D>
-cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
+cudaError_t launch(const BlockAttentionParams& p,
+                   cudaStream_t stream,
+                   const AttentionSideStream* side) {
   constexpr size_t smem = attention_smem_bytes<D>();
   // Above 48 KB a kernel must opt in to its dynamic shared memory (once per process and device;
   // repeating the call is cheap and keeps this correct after a device switch).
@@ -434,7 +436,29 @@ cudaError_t launch(const BlockAttentionParams& p, cudaStream_t stream) {
   const int64_t streamed_ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_heads;
   const int64_t ctas =
       streamed_ctas + static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
-  if (D == 128 && p.wgmma_grouped != 0) {
+  if (D == 128 && p.wgmma_grouped != 0 && side != nullptr && streamed_ctas > 0 &&
+      p.num_items > p.num_streamed_items) {
+    // The persistent kernel first, on the side stream; the per-head CTAs on `stream` fill the SMs
+    // its CTAs leave. Both only read Q/K/V and write disjoint rows (or partial slots).
+    err = cudaEventRecord(side->fork, stream);
+    if (err == cudaSuccess) {
+      err = cudaStreamWaitEvent(side->stream, side->fork, 0);
+    }
+    if (err == cudaSuccess) {
+      err = block_attention_grouped_sm90(p, side->stream);
+    }
+    if (err == cudaSuccess) {
+      blockrank_attention_kernel<D>
+          <<<static_cast<unsigned>(streamed_ctas), kThreads, smem, stream>>>(p);
+      err = cudaGetLastError();
+    }
+    if (err == cudaSuccess) {
+      err = cudaEventRecord(side->join, side->stream);
+    }
+    if (err == cudaSuccess) {
+      err = cudaStreamWaitEvent(stream, side->join, 0);
+    }
+  } else if (D == 128 && p.wgmma_grouped != 0) {
     // The per-head CTAs here, the grouped ones on the persistent kernel.
     if (streamed_ctas > 0) {
       blockrank_attention_kernel<D>
@@ -546,7 +570,9 @@ int64_t partition_streamed_items(AttentionWorkItem* items, int64_t num_items, bo
   return num_streamed;
 }
 
-cudaError_t block_attention_forward(const BlockAttentionParams& p, cudaStream_t stream) {
+cudaError_t block_attention_forward(const BlockAttentionParams& p,
+                                    cudaStream_t stream,
+                                    const AttentionSideStream* side) {
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0 ||
       p.num_items < 0 || p.num_combine < 0 || p.num_heads > 65535 || p.num_streamed_items < 0 ||
       p.num_streamed_items > p.num_items || !(p.scale > 0.f)) {
@@ -560,9 +586,9 @@ cudaError_t block_attention_forward(const BlockAttentionParams& p, cudaStream_t 
   }
   switch (p.head_dim) {
     case 64:
-      return launch<64>(p, stream);
+      return launch<64>(p, stream, side);
     case 128:
-      return launch<128>(p, stream);
+      return launch<128>(p, stream, side);
     default:
       return cudaErrorInvalidValue;
   }

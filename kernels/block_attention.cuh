@@ -111,10 +111,27 @@ struct BlockAttentionParams {
   int32_t wgmma_grouped;
 };
 
+/// A second stream for block_attention_forward with the persistent kernel (wgmma_grouped 3): the
+/// grouped items' persistent kernel goes on `stream`, the streamed items' per-head CTAs on the
+/// caller's stream at the same time, so they take the SMs the persistent CTAs leave as they finish
+/// (no drain between the two launches). Give `stream` a higher priority than the caller's, so the
+/// block scheduler places the persistent CTAs first. Not owned; the events must not be recorded
+/// by another thread meanwhile.
+struct AttentionSideStream {
+  cudaStream_t stream;
+  cudaEvent_t fork;  ///< recorded on the caller's stream, awaited on `stream`
+  cudaEvent_t join;  ///< recorded on `stream`, awaited on the caller's stream
+};
+
 /// Launches the attention (and the combine when there are partials) on `stream`. Pointers and
 /// strides must be 16-byte aligned (strides multiples of 8 elements). Returns cudaErrorInvalidValue
-/// for an unsupported head_dim, inconsistent sizes or scale <= 0, else the launch error.
-cudaError_t block_attention_forward(const BlockAttentionParams& params, cudaStream_t stream);
+/// for an unsupported head_dim, inconsistent sizes or scale <= 0, else the launch error. With
+/// `side` (may be null; used only where both the persistent kernel and streamed items run) the
+/// work forks onto side->stream and joins back: everything after the call on `stream` still
+/// waits for all of it.
+cudaError_t block_attention_forward(const BlockAttentionParams& params,
+                                    cudaStream_t stream,
+                                    const AttentionSideStream* side = nullptr);
 
 }  // namespace kernels
 }  // namespace blockrank

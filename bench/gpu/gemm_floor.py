@@ -61,10 +61,17 @@ def main():
         one_pass()
     ms = [timed(1) for _ in range(a.reps)]
     med = statistics.median(ms)
+    from nvml_energy import GpuEnergyMeter
+    meter = GpuEnergyMeter(torch.cuda.current_device())
+    meter.start()
     sus = timed(a.sustain)
+    joules, _, watts, mhz = meter.stop()
     print(f"{a.model} N={a.docs}: {t} rows x {layers} layers, {flops / 1e12:.1f} TFLOP of GEMMs")
     print(f"  per pass: median {med:.1f} ms ({flops / med / 1e9:.0f} TFLOP/s), min {min(ms):.1f} ms")
     print(f"  sustained over {a.sustain} passes: {sus:.1f} ms/pass ({flops / sus / 1e9:.0f} TFLOP/s)")
+    if meter.ok:
+        print(f"  energy, sustained: {joules / a.sustain:.1f} J per pass, {watts:.0f} W mean, "
+              f"SM clock {mhz:.0f} MHz mean (NVML)")
 
 
 if __name__ == "__main__":

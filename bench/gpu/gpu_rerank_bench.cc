@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #endif
 
 #include "bench/common/model_shapes.h"
+#include "bench/gpu/nvml_energy.h"
 #include "ranker/core/cuda_attention.h"
 #include "ranker/core/model.h"
 
@@ -46,6 +48,7 @@ struct Flags {
   int warmup = 2;
   int reps = 5;
   bool kernel_bench = true;
+  bool energy = false;
 };
 
 blockrank::ModelConfig shape(const std::string& name) {
@@ -123,6 +126,10 @@ int main(int argc, char** argv) {
   app.add_option("--reps", f.reps, "Timed calls (median reported)")->capture_default_str();
   app.add_option("--kernel-bench", f.kernel_bench, "Also time attention kernel vs SDPA")
       ->capture_default_str();
+  app.add_option("--energy", f.energy,
+                 "Also report joules per call, mean power and SM clock over the timed calls "
+                 "(NVML)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const blockrank::ModelConfig c = shape(f.model);
@@ -180,7 +187,14 @@ int main(int argc, char** argv) {
     blockrank::PrefixKv cached;
     cached.past = kv;
     std::vector<double> ms, warm_ms;
+    std::unique_ptr<blockrank::bench::GpuEnergyMeter> meter;
+    if (f.energy) {
+      meter = std::make_unique<blockrank::bench::GpuEnergyMeter>(lo.device.index());
+    }
     for (int rep = 0; rep < f.warmup + f.reps; ++rep) {
+      if (meter != nullptr && rep == f.warmup) {
+        meter->start();
+      }
       for (const blockrank::PrefixKv* prefix :
            {static_cast<blockrank::PrefixKv*>(nullptr), &cached}) {
         const auto a = std::chrono::steady_clock::now();
@@ -195,6 +209,15 @@ int main(int argc, char** argv) {
               .push_back(std::chrono::duration<double, std::milli>(b - a).count());
         }
       }
+    }
+    if (meter != nullptr) {
+      const auto e = meter->stop();
+      // Cold and cached calls alternate (their times differ by < 1%), so this is the mean of both.
+      std::fprintf(stderr,
+                   "energy %s N=%d: %.1f J per call, %.0f W mean, SM clock %.0f MHz mean (NVML "
+                   "over %d timed calls, %.2f s)%s\n",
+                   f.model.c_str(), n, e.joules / (2.0 * f.reps), e.mean_watts, e.mean_sm_mhz,
+                   2 * f.reps, e.seconds, meter->ok() ? "" : ": no NVML");
     }
     const double flops = pass_flops(c, layout, layer);
     const double med = median(ms);
@@ -267,8 +290,9 @@ int main(int argc, char** argv) {
       const double ours_mma_sync = time_plan(mma_sync);
       // A/B of plan choices, round-robin in one process (single timings drift by 5-10% with the
       // GPU's state): the grouped items on the mma.sync kernel or the persistent TMA kernel
-      // (wgmma_grouped 3, where it fits), in the whole launch and in the short items alone; and
-      // the grouped items longest first (partition_streamed_items) or in document order.
+      // (wgmma_grouped 3, where it fits), in the whole launch and in the short items alone; the
+      // persistent kernel after the streamed items or beside them (side_stream); and the grouped
+      // items longest first (partition_streamed_items) or in document order.
       struct Variant {
         std::string name;
         blockrank::internal::CudaBlockPlan plan;
@@ -279,14 +303,20 @@ int main(int argc, char** argv) {
         const std::string tag = kernel == 3 ? "TMA kernel" : "mma.sync kernel";
         blockrank::internal::CudaBlockPlan whole = plan, shorts = short_only;
         whole.wgmma_grouped = shorts.wgmma_grouped = kernel;
+        whole.side_stream = 0;
         variants.push_back({"all items, grouped on " + tag, whole, {}});
         variants.push_back({"short items only, grouped on " + tag, shorts, {}});
+        if (kernel == 3) {  // the persistent kernel beside the streamed items, on a second stream
+          whole.side_stream = 1;
+          variants.push_back({"all items, grouped on " + tag + ", two streams", whole, {}});
+        }
       }
       {
         blockrank::internal::CudaBlockPlan doc_order;
         s = blockrank::internal::make_cuda_block_plan(
             layout, lo.device, blockrank::internal::kDefaultSplitKeys, &doc_order, 0, false);
         if (s.is_ok()) {
+          doc_order.side_stream = 0;  // against "all items, grouped on TMA kernel"
           variants.push_back({"all items, document order", doc_order, {}});
         }
       }

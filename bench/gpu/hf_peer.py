@@ -57,6 +57,9 @@ def main():
                          "blockrank: Model::create_random's (N(0, 1/fan_in) matrices, N(0, 1) "
                          "embeddings, N(0, 0.02) biases, unit norms), to see whether the weights' "
                          "values move the timing (tensor-core power depends on the data)")
+    ap.add_argument("--energy", action="store_true",
+                    help="also report joules per pass, mean power and SM clock over the timed "
+                         "reps (NVML; bench/gpu/nvml_energy.py)")
     a = ap.parse_args()
     model, cfg = build(a.model)
     if a.init == "blockrank":
@@ -69,15 +72,26 @@ def main():
         t = 64 + n * 128 + 32
         ids = torch.randint(0, cfg.vocab_size, (1, t), device="cuda")
         ms = []
+        meter = None
+        if a.energy:
+            from nvml_energy import GpuEnergyMeter
+            meter = GpuEnergyMeter(torch.cuda.current_device())
         with torch.inference_mode():
             for rep in range(a.warmup + a.reps):
                 torch.cuda.synchronize()
+                if meter is not None and rep == a.warmup:
+                    meter.start()
                 t0 = time.perf_counter()
                 model(input_ids=ids, use_cache=False)
                 torch.cuda.synchronize()
                 if rep >= a.warmup:
                     ms.append((time.perf_counter() - t0) * 1e3)
         print(f"| {a.model} | {n} | {t} | {statistics.median(ms):.1f} | {min(ms):.1f} |", flush=True)
+        if meter is not None:
+            j, sec, w, mhz = meter.stop()
+            print(f"energy {a.model} N={n}: {j / a.reps:.1f} J per pass, {w:.0f} W mean, "
+                  f"SM clock {mhz:.0f} MHz mean (NVML over {a.reps} timed passes, {sec:.2f} s)",
+                  flush=True)
 
 
 if __name__ == "__main__":

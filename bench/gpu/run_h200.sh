@@ -27,8 +27,12 @@ if [[ $stages == *test* ]]; then
 fi
 if [[ $stages == *sanitize* ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  # Racecheck leaves out the *MatchesAten cases: they call cuBLAS bf16 GEMMs, on which racecheck
+  # runs past its timeout or fails inside the tool (bench/gpu/NOTES.md, sessions 11-12).
   for tool in memcheck racecheck; do
-    timeout 240 "$CS" --tool $tool --kernel-name kns=blockrank_ "$T" --gtest_filter='*Small*:*MatchesAten:*PersistentTma*' \
+    filter='*Small*:*MatchesAten:*PersistentTma*'
+    [[ $tool == racecheck ]] && filter='*Small*:*PersistentTma*:*SwigluGemm*:*RopeGemm*'
+    timeout 240 "$CS" --tool $tool --kernel-name kns=blockrank_ "$T" --gtest_filter="$filter" \
       >"$OUT/sanitizer_$tool.log" 2>&1
     echo "sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
   done

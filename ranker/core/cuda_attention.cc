@@ -48,6 +48,10 @@ int64_t auto_split_keys(int64_t num_tokens) {
   return std::max(kStep, (per_piece + kStep - 1) / kStep * kStep);
 }
 
+bool auto_side_stream(int64_t split_keys) {
+  return split_keys <= 2048;
+}
+
 #ifdef BLOCKRANK_TORCH_CUDA
 
 namespace {
@@ -212,12 +216,49 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   plan->max_split_tiles = max_split_tiles;
   plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
+  plan->split_keys = split_keys;
   plan->num_tokens = total;
   plan->num_docs = num_docs;
   plan->first_doc_token = lengths.front();
   plan->num_doc_tokens = offsets[num_docs];
   return Status::ok();
 }
+
+namespace {
+
+// The side stream of a two-stream attention launch: a high-priority stream from LibTorch's pool
+// and this thread's fork/join events for the device (events are per thread: two threads sharing
+// one pair could each wait on the other's record).
+Status attention_side_stream(c10::DeviceIndex device, kernels::AttentionSideStream* side) {
+  struct Events {
+    cudaEvent_t fork = nullptr, join = nullptr;
+    Events() = default;
+    Events(const Events&) = delete;
+    Events& operator=(const Events&) = delete;
+    ~Events() {
+      if (fork != nullptr) {
+        cudaEventDestroy(fork);  // errors ignored: the runtime may be shutting down
+      }
+      if (join != nullptr) {
+        cudaEventDestroy(join);
+      }
+    }
+  };
+  thread_local std::map<c10::DeviceIndex, Events> per_device;
+  Events& e = per_device[device];
+  if (e.fork == nullptr) {
+    BLOCKRANK_CUDA_CHECK(cudaEventCreateWithFlags(&e.fork, cudaEventDisableTiming));
+  }
+  if (e.join == nullptr) {
+    BLOCKRANK_CUDA_CHECK(cudaEventCreateWithFlags(&e.join, cudaEventDisableTiming));
+  }
+  side->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device).stream();
+  side->fork = e.fork;
+  side->join = e.join;
+  return Status::ok();
+}
+
+}  // namespace
 
 Status cuda_block_attention(const at::Tensor& q_in,
                             const at::Tensor& k_in,
@@ -304,8 +345,21 @@ Status cuda_block_attention(const at::Tensor& q_in,
   if (grouped_kernel != nullptr) {
     *grouped_kernel = p.wgmma_grouped;
   }
-  BLOCKRANK_CUDA_CHECK(
-      kernels::block_attention_forward(p, c10::cuda::getCurrentCUDAStream(q.device().index())));
+  // BLOCKRANK_ATTENTION_SIDE_STREAM: unset or empty automatic, 0 off, anything else on.
+  static const char* const side_env = std::getenv("BLOCKRANK_ATTENTION_SIDE_STREAM");
+  const bool side_on = plan.side_stream >= 0 ? plan.side_stream != 0
+                                             : (side_env != nullptr && *side_env != '\0'
+                                                    ? std::string(side_env) != "0"
+                                                    : auto_side_stream(plan.split_keys));
+  const kernels::AttentionSideStream* side = nullptr;
+  kernels::AttentionSideStream side_stream{};
+  if (side_on && p.wgmma_grouped == 3 && p.num_streamed_items > 0 &&
+      p.num_streamed_items < p.num_items) {
+    BLOCKRANK_RETURN_IF_ERROR(attention_side_stream(q.device().index(), &side_stream));
+    side = &side_stream;
+  }
+  BLOCKRANK_CUDA_CHECK(kernels::block_attention_forward(
+      p, c10::cuda::getCurrentCUDAStream(q.device().index()), side));
   *out = o.view({t, hq * d});
   return Status::ok();
 }

@@ -50,6 +50,14 @@ struct CudaBlockPlan {
   /// mma.sync; -1 (default) as BLOCKRANK_ATTENTION_WGMMA says (on unless it is 0). Same output
   /// either way (bf16 rounding apart).
   int wgmma_grouped = -1;
+  /// With the persistent kernel and streamed items both in a launch: non-zero runs the persistent
+  /// kernel on a second, high-priority stream, concurrently with the streamed items' CTAs
+  /// (kernels::AttentionSideStream); 0 one stream, one launch after the other; -1 (default) as
+  /// BLOCKRANK_ATTENTION_SIDE_STREAM says (0 off, another value on), else auto_side_stream().
+  /// Same output either way.
+  int side_stream = -1;
+  /// The query block's split-K piece length the plan was built with (keys).
+  int64_t split_keys = 0;
   int64_t num_combine = 0;
   int64_t num_partials = 0;
   int64_t num_tokens = 0;
@@ -69,6 +77,14 @@ constexpr int64_t kDefaultSplitKeys = 0;
 /// at N = 200, 4,096 at N = 500; Qwen2.5-0.5B shape 2,048-4,096 at N = 500. Pure arithmetic
 /// (also in the CPU build).
 int64_t auto_split_keys(int64_t num_tokens);
+
+/// Whether the persistent attention kernel should run beside the streamed items (the query block's
+/// split-K pieces) on a second stream, for pieces of `split_keys` keys: yes up to 2,048. The
+/// streamed CTAs then fill the SMs the persistent CTAs leave; longer pieces start too late and
+/// end after it. Measured on the H200 (docs/BENCHMARKS.md, session 13: the pass's attention stage,
+/// Mistral-7B shape): N = 50 3.49 -> 3.28 ms, N = 100 5.38 -> 5.18, N = 200 (2,048-key pieces)
+/// 10.11 -> 9.90, N = 20 the same; N = 500 (4,096-key pieces) 23.1-23.4 -> 24.1-24.8.
+bool auto_side_stream(int64_t split_keys);
 
 /// True when this build has the kernels and a model computing in `dtype` on `device` with these
 /// head shapes can use them: CUDA, bf16, head_dim 64 or 128, (Hq / Hkv) * signal_rows <= 32.

@@ -111,13 +111,17 @@ void run_attention_case(const Shape& sh,
   // The automatic split between per-query-head and per-KV-group CTAs, the long items alone, then
   // every item one way and every item the other, all on the mma.sync kernel: the result must not
   // depend on it. Then the automatic split and the long items alone again with the grouped items on
-  // the persistent TMA kernel (head_dim 128 on Hopper where the layout fits; else mma.sync again).
-  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items};
+  // the persistent TMA kernel (head_dim 128 on Hopper where the layout fits; else mma.sync again),
+  // beside the streamed items on a second stream; last the automatic split on the persistent kernel
+  // after them on one stream.
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items,
+                            -1};
   for (size_t vi = 0; vi < std::size(splits); ++vi) {
     const int64_t streamed = splits[vi];
     internal::CudaBlockPlan variant = plan;
     variant.num_streamed_items = streamed;
     variant.wgmma_grouped = vi >= 4 ? 3 : 0;
+    variant.side_stream = vi == 6 ? 0 : 1;
     // Poison: the caching allocator hands the adapter's output this freed block back, so an
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
@@ -133,11 +137,12 @@ void run_attention_case(const Shape& sh,
     const double err = rel_l2(o, ref);
     std::printf(
         "attention N=%lld T=%lld Hq=%lld Hkv=%lld D=%lld split=%lld items=%lld streamed=%lld "
-        "partials=%lld grouped_kernel=%d rel_l2=%.2e\n",
+        "partials=%lld grouped_kernel=%d side_stream=%d rel_l2=%.2e\n",
         static_cast<long long>(sh.num_docs), static_cast<long long>(t), static_cast<long long>(hq),
         static_cast<long long>(sh.hkv), static_cast<long long>(d),
         static_cast<long long>(sh.split_keys), static_cast<long long>(plan.num_items),
-        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials), kernel, err);
+        static_cast<long long>(streamed), static_cast<long long>(plan.num_partials), kernel,
+        variant.side_stream, err);
     EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio
                                   << " streamed=" << streamed << " wgmma=" << variant.wgmma_grouped;
   }

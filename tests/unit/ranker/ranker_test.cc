@@ -304,6 +304,15 @@ TEST(CudaPlanTest, AutoSplitKeysGrowsWithThePrompt) {
   }
 }
 
+TEST(CudaPlanTest, AutoSideStreamUpToTwoThousandKeyPieces) {
+  EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(6'496)));    // N = 50
+  EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(12'896)));   // N = 100
+  EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(25'696)));   // N = 200
+  EXPECT_FALSE(internal::auto_side_stream(internal::auto_split_keys(64'096)));  // N = 500
+  EXPECT_TRUE(internal::auto_side_stream(2048));
+  EXPECT_FALSE(internal::auto_side_stream(3072));
+}
+
 TEST(RankerTest, FacadeScoresAndTruncates) {
   std::unique_ptr<Ranker> r;
   ASSERT_OK(Ranker::open(fixture("qwen3"), RankerOptions{}, &r));

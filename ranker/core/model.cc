@@ -1218,6 +1218,7 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     internal::CudaStageTimer phases(profile && m.options.device.is_cuda());
     double host_loop_enqueued = 0;
     at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
+    const double host_uploaded = profile ? ms_since() : 0.0;
     // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
     // layer for all blocks, no per-block masks); elsewhere as ragged ATen segments.
     const bool use_kernels =
@@ -1248,13 +1249,16 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
           internal::make_cuda_block_plan(layout, m.options.device, split_keys, &cuda_plan,
                                          /*skip_rows=*/fused ? cached : 0, longest_first));
     }
+    const double host_planned = profile ? ms_since() : 0.0;
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
     at::Tensor h;
     int64_t row0 = 0;  // h holds rows [row0, T)
+    double host_embedded = 0;
     if (fused) {
       std::vector<int64_t> rows(ids.begin() + cached, ids.end());
       at::Tensor x0 = m.embed_ids(rows);
       phases.mark("prep+embed");
+      host_embedded = profile ? ms_since() : 0.0;
       h = m.fused_layers(x0, layer, pos, cuda_plan, cached > 0 ? prefix->past : at::Tensor(), l0,
                          present);
       phases.mark("layer loop");
@@ -1304,9 +1308,12 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     s = s.to(at::kCPU).contiguous();
     if (profile && m.options.device.is_cuda()) {
       std::fprintf(stderr,
-                   "score_documents: host done enqueuing the layer loop at %.3f ms, everything at "
-                   "%.3f ms; wall %.3f ms; GPU phases:\n%s",
-                   host_loop_enqueued, host_enqueued, ms_since(), phases.report().c_str());
+                   "score_documents: host uploaded the positions at %.3f ms, the plan at %.3f ms, "
+                   "enqueued the embedding at %.3f ms, done enqueuing the layer loop at %.3f ms "
+                   "(its stage report waits for the GPU), everything at %.3f ms; wall %.3f ms; "
+                   "GPU phases:\n%s",
+                   host_uploaded, host_planned, host_embedded, host_loop_enqueued, host_enqueued,
+                   ms_since(), phases.report().c_str());
     }
     const float* p = s.data_ptr<float>();
     return std::vector<float>(p, p + s.numel());

@@ -871,11 +871,22 @@ Status train(const TrainConfig& c,
       StepStats s;
       s.step = st.step;
       s.total_steps = total_steps;
-      // This rank's examples only (rank 0 logs): the mean LM loss over its labels.
-      s.lm_loss = lm_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, lm_total));
-      s.aux_loss = aux_sum.item<double>() / static_cast<double>(per_rank);
+      // The whole step's examples, on every rank: under data parallelism the sums and counts are
+      // averaged over the ranks (one 4-element all-reduce), so rank 0 logs the loss that one
+      // process with the global batch would (the same curve for W x B as for 1 x W*B).
+      double sums[4] = {lm_sum.item<double>(), static_cast<double>(lm_total),
+                        aux_sum.item<double>(), static_cast<double>(aux_correct)};
+      if (hooks.reducer != nullptr && world > 1) {
+        std::vector<at::Tensor> v{
+            at::tensor(at::ArrayRef<double>(sums, 4), at::kDouble).to(device)};
+        BLOCKRANK_RETURN_IF_ERROR(hooks.reducer->all_reduce_mean(&v));
+        const at::Tensor mean = v[0].to(at::kCPU);
+        std::copy(mean.data_ptr<double>(), mean.data_ptr<double>() + 4, sums);
+      }
+      s.lm_loss = sums[0] / std::max(1.0, sums[1]);
+      s.aux_loss = sums[2] / static_cast<double>(per_rank);
       s.loss = c.lm_weight * s.lm_loss + c.aux_weight * s.aux_loss;
-      s.aux_acc = static_cast<double>(aux_correct) / static_cast<double>(per_rank);
+      s.aux_acc = sums[3] / static_cast<double>(per_rank);
       s.lr = lr;
       s.grad_norm = grad_norm;
       s.tokens_per_s = static_cast<double>(step_tokens * world) / std::max(step_s, 1e-9);

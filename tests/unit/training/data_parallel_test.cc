@@ -203,6 +203,26 @@ TEST(DataParallelTest, TwoRanksEqualOneDoubledBatch) {
   // instead of inside one 8-example batch), carried through a few AdamW steps.
   EXPECT_LE(max_abs, 1e-6 * std::max(1.0, max_weight));
   EXPECT_GT(moved, 1e3 * max_abs) << "training must move the weights far beyond the difference";
+  // Rank 0 logs the global step's loss: the same curve as the one process with the doubled batch.
+  const auto losses = [](const std::string& log) {
+    std::vector<double> out;
+    std::ifstream f(log);
+    for (std::string line; std::getline(f, line);) {
+      const size_t at = line.find("\"loss\":");  // "lm_loss" and "aux_loss" do not match
+      if (at != std::string::npos) {
+        out.push_back(std::stod(line.substr(at + 7)));
+      }
+    }
+    return out;
+  };
+  const std::vector<double> dp_loss = losses(tmp.file("dp/log.jsonl"));
+  const std::vector<double> single_loss = losses(tmp.file("single/log.jsonl"));
+  ASSERT_EQ(dp_loss.size(), 6u);
+  ASSERT_EQ(single_loss.size(), dp_loss.size());
+  for (size_t i = 0; i < dp_loss.size(); ++i) {
+    EXPECT_NEAR(dp_loss[i], single_loss[i], 1e-5 * std::abs(single_loss[i])) << "step " << i + 1;
+  }
+  EXPECT_NE(dp_loss.front(), dp_loss.back()) << "the loss must move over the steps";
 }
 
 }  // namespace

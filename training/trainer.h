@@ -141,9 +141,11 @@ std::unique_ptr<ExampleSource> synthetic_source(const TrainConfig& config,
 struct StepStats {
   int64_t step = 0;  ///< optimizer steps done
   int64_t total_steps = 0;
+  /// Over the whole step's examples, every rank's under data parallelism (the same values as one
+  /// process with the global batch).
   double loss = 0, lm_loss = 0, aux_loss = 0, aux_acc = 0;
   double lr = 0, grad_norm = 0;
-  double tokens_per_s = 0;  ///< real (unpadded) tokens of this step / its wall time
+  double tokens_per_s = 0;  ///< real (unpadded) tokens of this step, all ranks / its wall time
   int64_t tokens = 0;       ///< real tokens seen so far
   double elapsed_s = 0;
   int64_t peak_memory_bytes = 0;  ///< CUDA allocator peak (0 on CPU)

@@ -13,6 +13,7 @@
 # (2-GPU tokens/s over twice the 1-GPU batch-1 tokens/s), and the loss and gradient norm per step of
 # the 2-GPU run against the 1-GPU batch-2 run (rank 0 logs the global step's loss).
 # Usage: bench/training/run_h200_dp.sh [STEPS] (default 12). Logs in $OUT (default /tmp/out).
+# THREADS=N passes --threads N (CPU intra-op threads per process; default all cores).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 B=${BUILD_DIR:-/tmp/b}
@@ -42,14 +43,15 @@ config one_b1 1
 config one_b2 2
 config two_b1 1
 cd "$W" || exit 1
-CUDA_VISIBLE_DEVICES=0 "$B/plugin/cli/blockrank" train --config one_b1.json >"$OUT/dp_one_b1.log" 2>&1 \
+thr=${THREADS:+--threads $THREADS}
+CUDA_VISIBLE_DEVICES=0 "$B/plugin/cli/blockrank" train --config one_b1.json $thr >"$OUT/dp_one_b1.log" 2>&1 \
   || { tail -20 "$OUT/dp_one_b1.log"; exit 1; }
-CUDA_VISIBLE_DEVICES=0 "$B/plugin/cli/blockrank" train --config one_b2.json >"$OUT/dp_one_b2.log" 2>&1 \
+CUDA_VISIBLE_DEVICES=0 "$B/plugin/cli/blockrank" train --config one_b2.json $thr >"$OUT/dp_one_b2.log" 2>&1 \
   || { tail -20 "$OUT/dp_one_b2.log"; exit 1; }
 port=$((29000 + RANDOM % 1000))
 for r in 0 1; do
   RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port NCCL_NVLS_ENABLE=0 \
-    "$B/plugin/cli/blockrank" train --config two_b1.json >"$OUT/dp_two_rank$r.log" 2>&1 &
+    "$B/plugin/cli/blockrank" train --config two_b1.json $thr >"$OUT/dp_two_rank$r.log" 2>&1 &
 done
 fail=0
 for j in $(jobs -p); do wait "$j" || fail=1; done

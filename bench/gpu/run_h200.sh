@@ -4,7 +4,9 @@
 # configure + build the CUDA targets, run the kernel tests (+ compute-sanitizer memcheck/racecheck on
 # the small cases and the fused layer ops), then gpu_rerank_bench and the HF peer for both model
 # shapes in the same run.
-# Logs go to $OUT (default /tmp/out). Usage: bench/gpu/run_h200.sh [stage...] (default: all).
+# Logs go to $OUT (default /tmp/out). Usage: bench/gpu/run_h200.sh [stage...] (default: all but
+# headline). Stage `headline`: Mistral N = 100 against the HF peer, ROUNDS (default 2) alternated
+# pairs of a median of 11 each, with the ratio of each pair (docs/BENCHMARKS.md's target table).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 B=${BUILD_DIR:-/tmp/b}
@@ -44,4 +46,14 @@ fi
 if [[ $stages == *peer* ]]; then
   PYTHONUNBUFFERED=1 python3 bench/gpu/hf_peer.py --model qwen 2>&1 | tee "$OUT/peer_qwen.log"
   PYTHONUNBUFFERED=1 python3 bench/gpu/hf_peer.py --model mistral 2>&1 | tee "$OUT/peer_mistral.log"
+fi
+if [[ $stages == *headline* ]]; then
+  for r in $(seq 1 "${ROUNDS:-2}"); do
+    ours=$("$B/bench/gpu/gpu_rerank_bench" --model mistral --docs 100 --reps 11 --kernel-bench 0 2>&1 |
+           tee "$OUT/headline_ours_$r.log" | awk -F'|' '/^\| mistral \| 20 \| 100 \|/ {print $6 + 0}')
+    peer=$(PYTHONUNBUFFERED=1 python3 bench/gpu/hf_peer.py --model mistral --docs 100 --reps 11 2>&1 |
+           tee "$OUT/headline_peer_$r.log" | awk -F'|' '/^\| mistral \| 100 \|/ {print $5 + 0}')
+    echo "headline round $r ($(date -u +%T)): ours $ours ms, HF peer $peer ms, speed-up" \
+         "$(awk -v a="$ours" -v b="$peer" 'BEGIN { if (a > 0) printf "%.2fx", b / a; else print "?" }')"
+  done
 fi

@@ -17,13 +17,8 @@ mkdir -p "$OUT"
 ninja -C "$B" -j16 blockrank blockrank_torch_cli >"$OUT/train_build.log" 2>&1 \
   || { grep -E "error|FAILED" -A3 "$OUT/train_build.log" | head -60; exit 1; }
 W=$(mktemp -d /tmp/blockrank-train-bench.XXXX)
-cat >"$W/config.json" <<'JSON'
-{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 151936,
- "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
- "num_attention_heads": 14, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
- "rope_theta": 1000000.0, "tie_word_embeddings": true, "max_position_embeddings": 32768,
- "use_sliding_window": false, "hidden_act": "silu"}
-JSON
+# The random model's shape (Qwen2.5-0.5B), shared by run_h200_train.sh and run_h200_dp.sh.
+cp "$(dirname "$0")/qwen25_05b_shape.json" "$W/config.json"
 cat >"$W/train.json" <<JSON
 {"model_config": "config.json", "output_dir": "out", "device": "cuda", "dtype": "bfloat16",
  "synthetic_train_examples": 64, "num_documents": 30, "synthetic_doc_tokens": 160,

@@ -353,8 +353,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
                                                     : auto_side_stream(plan.split_keys));
   const kernels::AttentionSideStream* side = nullptr;
   kernels::AttentionSideStream side_stream{};
-  if (side_on && p.wgmma_grouped == 3 && p.num_streamed_items > 0 &&
-      p.num_streamed_items < p.num_items) {
+  if (side_on && p.wgmma_grouped == 3) {  // the launcher forks only when both kernels have work
     BLOCKRANK_RETURN_IF_ERROR(attention_side_stream(q.device().index(), &side_stream));
     side = &side_stream;
   }

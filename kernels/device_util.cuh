@@ -24,6 +24,11 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// The two bf16 of a packed word as floats (lo from the low half), the inverse of pack_bf16x2.
+__device__ __forceinline__ float2 unpack_bf16x2(uint32_t w) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+
 // 2^x on the special-function unit (flush-to-zero; ex2(-inf) = +0).
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;

@@ -31,15 +31,15 @@ constexpr uint32_t kStageBytes = (kStageA + kStageB) * 2;
 
 // The two epilogues. kSwiGlu: the 256 B rows of a tile are 128 gate rows and the matching 128 up
 // rows, and each consumer writes a 64 x 128 act tile. kRope: the B rows are 256 consecutive output
-// columns (two 128-wide heads), written as a 64 x 256 tile, rotated where they are Q or K columns.
-// The larger staging tile leaves room for 3 stages instead of 4 (4 stages with the tile staged in
-// two halves measured no faster in the pass: bench/gpu/NOTES.md, session 8).
+// columns (two 128-wide heads), written as a 64 x 256 tile, rotated where they are Q or K columns,
+// one head at a time through a 64 x 128 staging tile. Both have 4 stages: with 3 (a 64 x 256
+// staging tile) the RoPE GEMM ran 28% behind cuBLAS (bench/gpu/NOTES.md, session 14).
 enum class Epilogue { kSwiGlu, kRope };
 template <Epilogue E>
 struct Config {
   static constexpr int kOutCols = E == Epilogue::kSwiGlu ? 128 : 256;
-  static constexpr int kStages = E == Epilogue::kSwiGlu ? 4 : 3;
-  static constexpr size_t kStaging = size_t{64} * kOutCols * 2;  // one consumer's output tile
+  static constexpr int kStages = 4;
+  static constexpr size_t kStaging = size_t{64} * 128 * 2;  // one consumer's 64 x 128 tile
   // Stages, the barriers' 1,024-byte slot, the two staging tiles, 1,024 bytes to align the base.
   static constexpr size_t kSmem = size_t{kStages} * kStageBytes + 2 * 1024 + 2 * kStaging;
   static_assert(kSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
@@ -108,6 +108,245 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
   *n = local / rows;
 }
 
+// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
+// warpgroup_fence_operand).
+__device__ __forceinline__ void fence_operand(float& r) {
+  asm volatile("" : "+f"(r)::"memory");
+}
+
+// A consumer's finished tile, rounded to bf16 (the GEMM output the two-step paths round too), and
+// its epilogue in kEpilogueChunks pieces, one after each of the next tile's first k-blocks, so the
+// epilogue's math and shared-memory traffic run while the tensor cores work on the next tile (the
+// cooperative kernel had them between tiles: gate|up stage of a Mistral N = 100 pass 89.1-89.8 ->
+// 87.8-87.9 ms; bench/gpu/NOTES.md, session 14). v[2 j + h] holds fragment j's columns
+// 8 j + 2 (lane % 4) + {0, 1} of row lr + 8 h.
+//   - kSwiGlu: the gate and up values are held in registers, and each chunk writes silu(g) u of two
+//     gate fragments to the staging tile, from the rounded values as cuBLAS + silu_mul computes it.
+//   - kRope: registers do not hold both a whole tile and the next one's accumulators (ptxas
+//     spills), so head 0 goes straight to the staging tile and only head 1 is held. Chunks 0-3
+//     rotate head 0 in place (each thread its own elements: no barrier) and store it; chunks 4-7
+//     rotate head 1 from the registers into the staging tile and store it. Bit for bit the RoPE
+//     kernel applied to the rounded product.
+constexpr int kEpilogueChunks = 8;
+
+template <Epilogue E>
+struct Epilogue_ {
+  static constexpr bool kSwiGlu = E == Epilogue::kSwiGlu;
+  uint32_t v[kSwiGlu ? 64 : 32];  // kRope: head 1's fragments 16-31 at v[2 (j - 16) + h]
+  uint2 cs[2][2];  // kRope: (cos, sin) words of the next chunk, [h][ii], loaded a chunk ahead
+  uint8_t* tile_out;
+  const CUtensorMap* map_out;
+  const uint2* cos_sin;
+  int rows, c, tid, lane, lr, m, n;
+  bool active, rotate;
+
+  // Fragment j (mod 16) of the 64 x 128 staging tile: columns 8 j + 2 (lane % 4) + {0, 1} of row
+  // lr + 8 h, with TMA's 128-byte swizzle (16-byte chunk (j % 8) ^ (row % 8) of the row's 128
+  // bytes in 64-column box j / 8; row % 8 == lr % 8): no bank conflicts. 32-bit shared-memory
+  // addresses, so the compiler does not keep 64-bit pointers of every fragment live.
+  uint32_t row_base[2];  // shared address of row lr + 8 h, column 2 (lane % 4)
+  uint32_t swz;          // (lr % 8) * 16
+  __device__ __forceinline__ uint32_t at(int j, int h) const {
+    return row_base[h] + ((j / 8) % 2) * 8192 + (((j % 8) * 16) ^ swz);
+  }
+  __device__ __forceinline__ static void st(uint32_t a, uint32_t v) {
+    asm volatile("st.shared.b32 [%0], %1;" ::"r"(a), "r"(v) : "memory");
+  }
+  __device__ __forceinline__ static uint32_t ld(uint32_t a) {
+    uint32_t v;
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(a) : "memory");
+    return v;
+  }
+  __device__ __forceinline__ void init(uint8_t* staging) {
+    tile_out = staging;
+    const uint32_t base = smem_u32(staging) + (lane % 4) * 4;
+    row_base[0] = base + lr * 128;
+    row_base[1] = base + (lr + 8) * 128;
+    swz = (lr % 8) * 16;
+  }
+
+  // The staging tile is free once the previous TMA store has read it.
+  __device__ __forceinline__ void wait_staging() {
+    if (tid == 0) {
+      asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+    }
+    consumer_sync(c);
+  }
+
+  __device__ __forceinline__ void hold(const float (&d)[128], int tm, int tn, int rope_cols) {
+    m = tm;
+    n = tn;
+    rotate = !kSwiGlu && n * 256 < rope_cols;
+    active = true;
+    if constexpr (kSwiGlu) {
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          v[2 * j + h] = pack_bf16x2(d[j * 4 + 2 * h], d[j * 4 + 2 * h + 1]);
+        }
+      }
+    } else {
+      if (rotate) {
+        load_cs(0);
+      }
+      wait_staging();
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          st(at(j, h), pack_bf16x2(d[j * 4 + 2 * h], d[j * 4 + 2 * h + 1]));
+          v[2 * j + h] = pack_bf16x2(d[(j + 16) * 4 + 2 * h], d[(j + 16) * 4 + 2 * h + 1]);
+        }
+      }
+    }
+  }
+
+  // (cos, sin) of frequencies 8 i + 2 (lane % 4) + {0, 1} of global row `row` (0 past the rows).
+  __device__ __forceinline__ uint2 cs_at(int row, int i) const {
+    return row < rows ? cos_sin[(static_cast<int64_t>(row) * 64 + 8 * i + 2 * (lane % 4)) / 2]
+                      : make_uint2(0, 0);
+  }
+
+  // The (cos, sin) words chunk ch rotates with: fragments 2 q + ii (q = ch % 4) of rows lr + 8 h.
+  __device__ __forceinline__ void load_cs(int ch) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = m * kBM + c * 64 + lr + 8 * h;
+#pragma unroll
+      for (int ii = 0; ii < 2; ++ii) {
+        cs[h][ii] = cs_at(row, 2 * (ch % 4) + ii);
+      }
+    }
+  }
+
+  // The RoPE kernel's rounding points: x1' = bf16(bf16(x1 c) - bf16(x2 s)),
+  // x2' = bf16(bf16(x2 c) + bf16(x1 s)), for the two columns of a word (frequencies +0, +1).
+  __device__ __forceinline__ static void rotate_pair(uint32_t& p1, uint32_t& p2, uint2 cs) {
+    const float2 x1 = unpack_bf16x2(p1), x2 = unpack_bf16x2(p2);
+    const float2 f0 = unpack_bf16x2(cs.x), f1 = unpack_bf16x2(cs.y);  // (cos, sin)
+    p1 = pack_bf16x2(round_bf16(x1.x * f0.x) - round_bf16(x2.x * f0.y),
+                     round_bf16(x1.y * f1.x) - round_bf16(x2.y * f1.y));
+    p2 = pack_bf16x2(round_bf16(x2.x * f0.x) + round_bf16(x1.x * f0.y),
+                     round_bf16(x2.y * f1.x) + round_bf16(x1.y * f1.y));
+  }
+
+  template <int CH>
+  __device__ __forceinline__ void chunk_at() {
+    if constexpr (kSwiGlu) {
+      if constexpr (CH == 0) {
+        wait_staging();
+      }
+      // Gate fragments j < 16, the same columns' up values at j + 16.
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int j = 2 * CH + jj;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 gv = unpack_bf16x2(v[2 * j + h]), uv = unpack_bf16x2(v[2 * (j + 16) + h]);
+          const float a0 = __fdividef(gv.x, 1.f + __expf(-gv.x)) * uv.x;
+          const float a1 = __fdividef(gv.y, 1.f + __expf(-gv.y)) * uv.y;
+          st(at(j, h), pack_bf16x2(a0, a1));
+        }
+      }
+      if constexpr (CH == kEpilogueChunks - 1) {
+        store(0);
+      }
+    } else {
+      // A head is fragments [0, 16) of the staging tile (head 1: v); column i < 64 of the head
+      // (fragment j < 8) pairs with i + 64 (fragment j + 8), frequency i. Chunk CH rotates
+      // fragments 2 q and 2 q + 1 (q = CH % 4) and their partners of head CH / 4.
+      constexpr int q = CH % 4;
+      if constexpr (CH == 4) {
+        wait_staging();  // head 0's store has read the staging tile
+      }
+      uint2 cur[2][2];
+      if (rotate) {  // this chunk's (cos, sin), and the next chunk's loads in flight under it
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          cur[h][0] = cs[h][0];
+          cur[h][1] = cs[h][1];
+        }
+        if constexpr (CH + 1 < kEpilogueChunks) {
+          load_cs(CH + 1);
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int ii = 0; ii < 2; ++ii) {
+          const int j1 = 2 * q + ii, j2 = j1 + 8;
+          if constexpr (CH < 4) {
+            if (rotate) {
+              uint32_t w1 = ld(at(j1, h)), w2 = ld(at(j2, h));
+              rotate_pair(w1, w2, cur[h][ii]);
+              st(at(j1, h), w1);
+              st(at(j2, h), w2);
+            }
+          } else {
+            uint32_t w1 = v[2 * j1 + h], w2 = v[2 * j2 + h];
+            if (rotate) {
+              rotate_pair(w1, w2, cur[h][ii]);
+            }
+            st(at(j1, h), w1);
+            st(at(j2, h), w2);
+          }
+        }
+      }
+      if constexpr (CH == 3) {
+        store(0);
+      } else if constexpr (CH == kEpilogueChunks - 1) {
+        store(1);
+      }
+    }
+    if constexpr (CH == kEpilogueChunks - 1) {
+      active = false;
+    }
+  }
+
+  // The staging tile to global memory as output columns [128 half, 128 half + 128) of the tile
+  // (TMA; rows past `rows` are clipped).
+  __device__ __forceinline__ void store(int half) {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
+    consumer_sync(c);
+    if (tid == 0) {
+      const int row0 = m * kBM + c * 64, col0 = n * Config<E>::kOutCols + 128 * half;
+      tma_store(map_out, col0, row0, tile_out);
+      tma_store(map_out, col0 + 64, row0, tile_out + 8192);
+      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    }
+  }
+
+  __device__ __forceinline__ void chunk(int ch) {
+    switch (ch) {
+      case 0:
+        chunk_at<0>();
+        break;
+      case 1:
+        chunk_at<1>();
+        break;
+      case 2:
+        chunk_at<2>();
+        break;
+      case 3:
+        chunk_at<3>();
+        break;
+      case 4:
+        chunk_at<4>();
+        break;
+      case 5:
+        chunk_at<5>();
+        break;
+      case 6:
+        chunk_at<6>();
+        break;
+      default:
+        chunk_at<7>();
+        break;
+    }
+  }
+};
+
 // f: kSwiGlu: F (act columns; up rows start at F in w); kRope: N (output columns). rope_cols and
 // cos_sin only for kRope.
 template <Epilogue E>
@@ -170,34 +409,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");  // ... and the consumers the rest
   const int c = wg - 1;                                  // rows [64 c, 64 c + 64) of each tile
-  const int warp = tid / 32, lane = tid % 32;
-  uint8_t* tile_out = staging + c * C::kStaging;  // 64 x 64 boxes: columns [0, 64), [64, 128) ...
+  const int lane = tid % 32;
+  Epilogue_<E> epi;
+  epi.map_out = &map_out;
+  epi.cos_sin = cos_sin;
+  epi.rows = rows;
+  epi.c = c;
+  epi.tid = tid;
+  epi.lane = lane;
+  epi.lr = (tid / 32) * 16 + lane / 4;  // this thread's rows lr and lr + 8 of the 64
+  epi.active = false;
+  epi.init(staging + c * C::kStaging);  // 64 x 64 boxes: columns [0, 64), [64, 128)
   float d[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) {
     d[i] = 0.f;
   }
   uint32_t g = 0;
-  const int lr = warp * 16 + lane / 4;  // this thread's rows lr and lr + 8 of the 64
   for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
     int m, n;
     tile_coords(tile, num_m, num_n, &m, &n);
-    // kRope: (cos, sin) of frequencies 8 i + 2 (lane % 4) + {0, 1} for both rows, loaded now so
-    // the table's latency hides behind the main loop.
-    uint2 cs[2][8];
-    const bool rotate = E != Epilogue::kSwiGlu && n * 256 < rope_cols;
-    if (rotate) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = m * kBM + c * 64 + lr + 8 * h;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          cs[h][i] = row < rows
-                         ? cos_sin[(static_cast<int64_t>(row) * 64 + 8 * i + 2 * (lane % 4)) / 2]
-                         : make_uint2(0, 0);
-        }
-      }
-    }
     for (int kb = 0; kb < num_k; ++kb, ++g) {
       const uint32_t st = g % kStages, round = g / kStages;
       mbar_wait(&full[st], round & 1);
@@ -209,85 +440,33 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_m64n256k16(d, smem_desc(a + kk * 16), smem_desc(b + kk * 16), kb > 0 || kk > 0);
       }
       wgmma_commit();
+      // The previous tile's epilogue, one chunk per k-block while this one's MMAs run.
+      if (epi.active && kb < kEpilogueChunks) {
+        epi.chunk(kb);
+      }
       wgmma_wait<1>();  // the previous k-block's MMAs are done: release its stage
       if (kb > 0 && tid == 0) {
         mbar_arrive(&empty[(g - 1) % kStages]);
       }
     }
+    if (epi.active) {  // fewer k-blocks than chunks: the rest under the last k-block
+      for (int ch = num_k; ch < kEpilogueChunks; ++ch) {
+        epi.chunk(ch);
+      }
+    }
     wgmma_wait<0>();
     if (tid == 0) {
       mbar_arrive(&empty[(g - 1) % kStages]);
-      asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");  // staging free again
     }
-    consumer_sync(c);
-    // Fragment j holds columns 8 j + 2 (lane % 4) + {0, 1} of rows lr and lr + 8. Staged with
-    // TMA's 128-byte swizzle (16-byte chunk (j % 8) ^ (row % 8) of the row's 128 bytes in 64-column
-    // box j / 8): no bank conflicts.
-    const auto put = [&](int j, int row, uint32_t v) {
-      uint8_t* dst =
-          tile_out + (j / 8) * 8192 + row * 128 + (((j % 8) ^ (row % 8)) * 16) + (lane % 4) * 4;
-      *reinterpret_cast<uint32_t*>(dst) = v;
-    };
-    if constexpr (E == Epilogue::kSwiGlu) {
-      // Gate columns for j < 16, the same columns' up values at j + 16.
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float g0 = d[j * 4 + 2 * h], g1 = d[j * 4 + 2 * h + 1];
-          const float u0 = d[(j + 16) * 4 + 2 * h], u1 = d[(j + 16) * 4 + 2 * h + 1];
-          const float a0 = __fdividef(g0, 1.f + __expf(-g0)) * u0;
-          const float a1 = __fdividef(g1, 1.f + __expf(-g1)) * u1;
-          put(j, lr + 8 * h, pack_bf16x2(a0, a1));
-        }
-      }
-    } else {
-      // Head e of the tile is fragments [16 e, 16 e + 16); column i < 64 of a head (fragment j)
-      // pairs with i + 64 (fragment j + 8), frequency i. The projection is rounded to bf16 first
-      // (the GEMM output the RoPE kernel would read), then rotated with its rounding points:
-      // x1' = bf16(bf16(x1 c) - bf16(x2 s)), x2' = bf16(bf16(x2 c) + bf16(x1 s)).
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int j1 = 16 * e + i, j2 = j1 + 8;
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            float x1[2], x2[2];
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-              x1[q] = round_bf16(d[j1 * 4 + 2 * h + q]);
-              x2[q] = round_bf16(d[j2 * 4 + 2 * h + q]);
-            }
-            if (rotate) {
-              const uint32_t w2[2] = {cs[h][i].x, cs[h][i].y};  // frequencies +0, +1
-              float y1[2], y2[2];
-#pragma unroll
-              for (int q = 0; q < 2; ++q) {
-                const float2 t =
-                    __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w2[q]));
-                y1[q] = round_bf16(x1[q] * t.x) - round_bf16(x2[q] * t.y);
-                y2[q] = round_bf16(x2[q] * t.x) + round_bf16(x1[q] * t.y);
-              }
-              put(j1, lr + 8 * h, pack_bf16x2(y1[0], y1[1]));
-              put(j2, lr + 8 * h, pack_bf16x2(y2[0], y2[1]));
-            } else {
-              put(j1, lr + 8 * h, pack_bf16x2(x1[0], x1[1]));
-              put(j2, lr + 8 * h, pack_bf16x2(x2[0], x2[1]));
-            }
-          }
-        }
-      }
+    for (int i = 0; i < 128; ++i) {
+      fence_operand(d[i]);
     }
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // visible to the TMA store
-    consumer_sync(c);
-    if (tid == 0) {  // rows past `rows` are clipped by the store
-      const int row0 = m * kBM + c * 64;
-#pragma unroll
-      for (int b = 0; b < C::kOutCols / 64; ++b) {
-        tma_store(&map_out, n * C::kOutCols + 64 * b, row0, tile_out + 8192 * b);
-      }
-      asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+    epi.hold(d, m, n, rope_cols);
+  }
+  if (epi.active) {
+    for (int ch = 0; ch < kEpilogueChunks; ++ch) {
+      epi.chunk(ch);
     }
   }
   if (tid == 0) {
@@ -345,15 +524,15 @@ cudaError_t launch(const void* x,
     return cudaErrorInvalidValue;
   }
   constexpr int smem = static_cast<int>(Config<E>::kSmem);
-  err = cudaFuncSetAttribute(blockrank_hopper_gemm<E>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem);
+  const auto kernel = blockrank_hopper_gemm<E>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) {
     return err;
   }
   const int tiles = ((rows + kBM - 1) / kBM) * (out_cols / Config<E>::kOutCols);
   const int ctas = tiles < sms ? tiles : sms;
-  blockrank_hopper_gemm<E><<<ctas, kThreads, smem, stream>>>(
-      map_x, map_w, map_out, rows, k, f, rope_cols, static_cast<const uint2*>(cos_sin));
+  kernel<<<ctas, kThreads, smem, stream>>>(map_x, map_w, map_out, rows, k, f, rope_cols,
+                                           static_cast<const uint2*>(cos_sin));
   return cudaGetLastError();
 }
 

@@ -2,15 +2,16 @@
 // The gate|up projection of a SwiGLU MLP with the activation in the GEMM's epilogue:
 // out = silu(x Wgᵀ) * (x Wuᵀ), from the merged weight w_gate_up = [Wg; Wu] ([2F, K], HF's gate_proj
 // rows then up_proj rows). The [T, 2F] gate|up product is never written and no separate SiLU·up
-// pass runs. bf16 in and out, fp32 accumulation and epilogue (one bf16 rounding of the product,
-// where the two-step path rounds the GEMM outputs and silu(g) too: the results differ by bf16
-// noise).
+// pass runs. bf16 in and out, fp32 accumulation; gate and up are rounded to bf16 as the two-step
+// path's GEMM output is, then silu(g) * u in fp32 and one rounding (the two-step path also rounds
+// silu(g): the results differ by bf16 noise).
 //
 // Hopper only (sm_90a: TMA, wgmma, setmaxnreg): a persistent, warp-specialised kernel, one
 // producer warpgroup issuing TMA loads into a 4-stage mbarrier pipeline and two consumer
 // warpgroups on wgmma.m64n256k16, each 256-column B tile being 128 gate rows and the matching 128
 // up rows so a thread holds gate and up of the same column; the 64 x 128 act tile of each consumer
-// is staged in shared memory and written by a TMA store. Measured against cuBLAS +
+// is staged in shared memory and written by a TMA store. A tile's epilogue runs in pieces under the
+// next tile's first k-blocks (swiglu_gemm.cu, Epilogue_). Measured against cuBLAS +
 // kernels/layer_ops' silu_mul in bench/gpu/swiglu_gemm.cu (docs/BENCHMARKS.md).
 //
 // Host launchers only; no torch headers (STYLE rule 9).
@@ -44,8 +45,8 @@ cudaError_t swiglu_gemm(const SwigluGemmParams& params, cudaStream_t stream);
 /// The Q|K|V projection with RoPE in the epilogue: out = x wᵀ rounded to bf16, then columns
 /// [0, rope_cols) rotated in place as heads of 128 (HF's rotate_half with its bf16 rounding points,
 /// bit for bit what kernels/layer_ops' rope does to the rounded product). The same kernel as the
-/// SwiGLU GEMM with 256-column tiles of consecutive w rows and a 64 x 256 output tile per consumer
-/// (3 stages). No bias.
+/// SwiGLU GEMM with 256-column tiles of consecutive w rows, each consumer's 64 x 256 output tile
+/// staged and stored one 128-column head at a time. No bias.
 struct RopeGemmParams {
   const void* x;        ///< bf16 [rows, k], row stride k, 16-byte aligned
   const void* w;        ///< bf16 [n, k], row stride k, 16-byte aligned

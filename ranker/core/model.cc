@@ -715,10 +715,10 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // BLOCKRANK_ROPE_GEMM=1: the Q|K|V GEMM with RoPE in its epilogue (kernels/swiglu_gemm's
   // rope_gemm; head_dim 128, no QKV bias, Hopper) instead of cuBLAS + the RoPE kernel, from a
   // (cos, sin) table built once for all layers. Off by default: on the H200 the pass is slower
-  // with it (Mistral-7B shape N = 100, alternated processes: cuBLAS + RoPE 173.2 / 173.3 ms,
-  // rope_gemm 175.6 / 176.5; bench/gpu/NOTES.md, session 8): at N = 6,144 the kernel is ~10%
-  // behind cuBLAS (no epilogue overlap, 18.4 waves of 128 x 256 tiles), more than the 1.65 ms
-  // RoPE pass it removes.
+  // with it. Mistral-7B shape N = 100, alternated processes (bench/gpu/NOTES.md, session 14):
+  // Q|K|V stage 21.8-22.0 ms against cuBLAS 19.3-19.4 + RoPE 1.46, pass 172.6-172.8 vs
+  // 170.1-170.2 ms. At N = 6,144 the kernel runs ~12% behind cuBLAS even with its epilogue
+  // under the next tile's main loop (18.4 waves of 128 x 256 tiles are part of it).
   static const bool rope_gemm_on = env_switch("BLOCKRANK_ROPE_GEMM", false);
   const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
                          internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);

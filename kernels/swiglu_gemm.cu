@@ -118,7 +118,7 @@ __device__ __forceinline__ void fence_operand(float& r) {
 // its epilogue in kEpilogueChunks pieces, one after each of the next tile's first k-blocks, so the
 // epilogue's math and shared-memory traffic run while the tensor cores work on the next tile (the
 // cooperative kernel had them between tiles: gate|up stage of a Mistral N = 100 pass 89.1-89.8 ->
-// 87.8-87.9 ms; bench/gpu/NOTES.md, session 14). v[2 j + h] holds fragment j's columns
+// 85.5-87.9 ms; bench/gpu/NOTES.md, session 14). v[2 j + h] holds fragment j's columns
 // 8 j + 2 (lane % 4) + {0, 1} of row lr + 8 h.
 //   - kSwiGlu: the gate and up values are held in registers, and each chunk writes silu(g) u of two
 //     gate fragments to the staging tile, from the rounded values as cuBLAS + silu_mul computes it.

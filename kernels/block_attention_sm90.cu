@@ -23,6 +23,7 @@ namespace blockrank {
 namespace kernels {
 namespace {
 
+using sm90::fence_operand;
 using sm90::mbar_arrive;
 using sm90::mbar_expect_tx;
 using sm90::mbar_init;
@@ -41,15 +42,6 @@ constexpr int kTileBytes = 2 * kPanel;  // 64 rows x 128 columns
 constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(kAttentionTileRows == 64, "one warpgroup covers an item's 64 rows");
-
-// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
-// warpgroup_fence_operand): the compiler may neither move it nor reuse its register early.
-__device__ __forceinline__ void fence_operand(float& r) {
-  asm volatile("" : "+f"(r)::"memory");
-}
-__device__ __forceinline__ void fence_operand(uint32_t& r) {
-  asm volatile("" : "+r"(r)::"memory");
-}
 
 // D (64 x 64, fp32) (+)= A (64 x 16, shared) * B (16 x 64, shared), both K-major.
 __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32],

@@ -61,13 +61,11 @@ struct alignas(16) Bf16x8 {
   uint4 u;
   // Elements 2j and 2j + 1 as floats (exact: a bf16 is the high half of its float).
   __device__ __forceinline__ float2 get(int j) const {
-    const uint32_t w = j == 0 ? u.x : j == 1 ? u.y : j == 2 ? u.z : u.w;
-    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+    return unpack_bf16x2(j == 0 ? u.x : j == 1 ? u.y : j == 2 ? u.z : u.w);
   }
   // Elements 2j and 2j + 1 from floats, each rounded to nearest even.
   __device__ __forceinline__ void set(int j, float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-    const uint32_t w = *reinterpret_cast<const uint32_t*>(&v);
+    const uint32_t w = pack_bf16x2(lo, hi);
     if (j == 0) {
       u.x = w;
     } else if (j == 1) {

@@ -89,6 +89,15 @@ inline bool encode_bf16_map(CUtensorMap* map,
                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
+// warpgroup_fence_operand): the compiler may neither move it nor reuse its register early.
+__device__ __forceinline__ void fence_operand(float& r) {
+  asm volatile("" : "+f"(r)::"memory");
+}
+__device__ __forceinline__ void fence_operand(uint32_t& r) {
+  asm volatile("" : "+r"(r)::"memory");
+}
+
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 }

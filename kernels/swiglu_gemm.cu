@@ -13,6 +13,7 @@ namespace blockrank {
 namespace kernels {
 namespace {
 
+using sm90::fence_operand;
 using sm90::mbar_arrive;
 using sm90::mbar_expect_tx;
 using sm90::mbar_init;
@@ -106,12 +107,6 @@ __device__ __forceinline__ void tile_coords(int tile, int num_m, int num_n, int*
   const int local = tile - band * kBand * num_n;
   *m = first + local % rows;
   *n = local / rows;
-}
-
-// Keeps a register's value where it is across the asynchronous wgmma (CUTLASS's
-// warpgroup_fence_operand).
-__device__ __forceinline__ void fence_operand(float& r) {
-  asm volatile("" : "+f"(r)::"memory");
 }
 
 // A consumer's finished tile, rounded to bf16 (the GEMM output the two-step paths round too), and
@@ -317,32 +312,15 @@ struct Epilogue_ {
     }
   }
 
+  // chunk_at<ch> for a run-time ch: the pieces need compile-time fragment indices (registers).
+  template <int CH = 0>
   __device__ __forceinline__ void chunk(int ch) {
-    switch (ch) {
-      case 0:
-        chunk_at<0>();
-        break;
-      case 1:
-        chunk_at<1>();
-        break;
-      case 2:
-        chunk_at<2>();
-        break;
-      case 3:
-        chunk_at<3>();
-        break;
-      case 4:
-        chunk_at<4>();
-        break;
-      case 5:
-        chunk_at<5>();
-        break;
-      case 6:
-        chunk_at<6>();
-        break;
-      default:
-        chunk_at<7>();
-        break;
+    if constexpr (CH < kEpilogueChunks) {
+      if (ch == CH) {
+        chunk_at<CH>();
+      } else {
+        chunk<CH + 1>(ch);
+      }
     }
   }
 };

@@ -99,6 +99,12 @@ __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormPar
       ss += __shfl_xor_sync(0xffffffffu, ss, o);
     }
     const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+    if (p.rstd != nullptr && lane == 0) {
+      p.rstd[row] = inv;
+    }
+    if (p.out == nullptr) {
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kNormRegVecs; ++i) {
       const int v = lane + i * 32;
@@ -120,6 +126,12 @@ __global__ void __launch_bounds__(kNormWarps * 32) blockrank_rms_norm(RmsNormPar
       ss += __shfl_xor_sync(0xffffffffu, ss, o);
     }
     const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+    if (p.rstd != nullptr && lane == 0) {
+      p.rstd[row] = inv;
+    }
+    if (p.out == nullptr) {
+      return;
+    }
     for (int v = lane; v < vecs; v += 32) {
       normalise(reinterpret_cast<const Bf16x8*>(x)[v], v, inv);
     }
@@ -174,6 +186,12 @@ __global__ void __launch_bounds__(kRowThreads) blockrank_rms_norm_cta(RmsNormPar
     ss += partial[i];
   }
   const float inv = rsqrtf(ss / static_cast<float>(p.cols) + p.eps);
+  if (p.rstd != nullptr && threadIdx.x == 0) {
+    p.rstd[row] = inv;
+  }
+  if (p.out == nullptr) {
+    return;
+  }
   const auto* w = reinterpret_cast<const Bf16x8*>(p.weight);
   auto* out =
       reinterpret_cast<Bf16x8*>(static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride);
@@ -307,7 +325,9 @@ unsigned grid_for(int64_t work) {
 
 cudaError_t rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.cols <= 0 || p.cols % 8 != 0 || p.rows < 0 || p.x_row_stride % 8 != 0 ||
-      p.out_row_stride % 8 != 0 || (p.residual != nullptr && p.residual_row_stride % 8 != 0)) {
+      (p.out != nullptr && p.out_row_stride % 8 != 0) ||
+      (p.residual != nullptr && p.residual_row_stride % 8 != 0) ||
+      (p.out == nullptr && p.rstd == nullptr)) {
     return cudaErrorInvalidValue;
   }
   if (p.rows == 0) {

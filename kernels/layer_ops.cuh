@@ -5,7 +5,8 @@
 //  - rms_norm: out = w * bf16(x * rsqrt(mean(x^2) + eps)); with a residual, first x <- bf16(x + r)
 //    (written back, it is the next residual stream) and the norm runs on the sum. Replaces ~6 ATen
 //    passes (cast, pow, mean, rsqrt, mul, cast, mul) plus the residual add by one read and two
-//    writes.
+//    writes. Optionally (or only) the row's rsqrt(mean(x^2) + eps) in fp32, for a GEMM that
+//    applies the norm as a row scale of its products (swiglu_gemm's row_scale).
 //  - silu_mul: out = bf16(bf16(silu(g)) * u) from the merged gate|up GEMM output [T, 2F].
 //  - rope: rotate_half RoPE in place on [T, H, D] heads (Q and K heads of the merged QKV output in
 //    one launch); cos/sin from positions * inv_freq in fp32, rounded to bf16 as HF's tables are.
@@ -22,10 +23,11 @@ namespace blockrank {
 namespace kernels {
 
 struct RmsNormParams {
-  void* x;               ///< bf16 [rows, cols]; receives x + residual when residual != nullptr
-  const void* residual;  ///< bf16 [rows, cols] or nullptr
-  const void* weight;    ///< bf16 [cols]
-  void* out;             ///< bf16 [rows, cols]
+  void* x;                ///< bf16 [rows, cols]; receives x + residual when residual != nullptr
+  const void* residual;   ///< bf16 [rows, cols] or nullptr
+  const void* weight;     ///< bf16 [cols]; unused without out
+  void* out;              ///< bf16 [rows, cols], or nullptr: no normalised copy (rstd only)
+  float* rstd = nullptr;  ///< fp32 [rows] or nullptr: rsqrt(mean(x^2) + eps) of each row
   int64_t x_row_stride, residual_row_stride, out_row_stride;  ///< elements, multiples of 8
   int32_t rows;
   int32_t cols;  ///< multiple of 8

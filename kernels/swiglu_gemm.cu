@@ -129,6 +129,7 @@ struct Epilogue_ {
   static constexpr bool kSwiGlu = E == Epilogue::kSwiGlu;
   uint32_t v[kSwiGlu ? 64 : 32];  // kRope: head 1's fragments 16-31 at v[2 (j - 16) + h]
   uint2 cs[2][2];  // kRope: (cos, sin) words of the next chunk, [h][ii], loaded a chunk ahead
+  float rs[2];     // kSwiGlu: the row scales of rows lr and lr + 8 (1 without row_scale)
   uint8_t* tile_out;
   const CUtensorMap* map_out;
   const uint2* cos_sin;
@@ -168,9 +169,12 @@ struct Epilogue_ {
     consumer_sync(c);
   }
 
-  __device__ __forceinline__ void hold(const float (&d)[128], int tm, int tn, int rope_cols) {
+  __device__ __forceinline__ void hold(
+      const float (&d)[128], int tm, int tn, int rope_cols, const float (&scale)[2]) {
     m = tm;
     n = tn;
+    rs[0] = scale[0];
+    rs[1] = scale[1];
     rotate = !kSwiGlu && n * 256 < rope_cols;
     active = true;
     if constexpr (kSwiGlu) {
@@ -238,7 +242,11 @@ struct Epilogue_ {
         const int j = 2 * CH + jj;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const float2 gv = unpack_bf16x2(v[2 * j + h]), uv = unpack_bf16x2(v[2 * (j + 16) + h]);
+          float2 gv = unpack_bf16x2(v[2 * j + h]), uv = unpack_bf16x2(v[2 * (j + 16) + h]);
+          gv.x *= rs[h];
+          gv.y *= rs[h];
+          uv.x *= rs[h];
+          uv.y *= rs[h];
           const float a0 = __fdividef(gv.x, 1.f + __expf(-gv.x)) * uv.x;
           const float a1 = __fdividef(gv.y, 1.f + __expf(-gv.y)) * uv.y;
           st(at(j, h), pack_bf16x2(a0, a1));
@@ -326,7 +334,7 @@ struct Epilogue_ {
 };
 
 // f: kSwiGlu: F (act columns; up rows start at F in w); kRope: N (output columns). rope_cols and
-// cos_sin only for kRope.
+// cos_sin only for kRope; row_scale (optional) only for kSwiGlu.
 template <Epilogue E>
 __global__ void __launch_bounds__(kThreads, 1)
     blockrank_hopper_gemm(const __grid_constant__ CUtensorMap map_x,
@@ -336,7 +344,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                           int k,
                           int f,
                           int rope_cols,
-                          const uint2* __restrict__ cos_sin) {
+                          const uint2* __restrict__ cos_sin,
+                          const float* __restrict__ row_scale) {
   using C = Config<E>;
   constexpr int kStages = C::kStages;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -407,6 +416,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
     int m, n;
     tile_coords(tile, num_m, num_n, &m, &n);
+    // This tile's row scales, loaded now and first used at the hold, after the main loop.
+    float scale[2] = {1.f, 1.f};
+    if (row_scale != nullptr) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = m * kBM + c * 64 + epi.lr + 8 * h;
+        scale[h] = row < rows ? __ldg(row_scale + row) : 0.f;
+      }
+    }
     for (int kb = 0; kb < num_k; ++kb, ++g) {
       const uint32_t st = g % kStages, round = g / kStages;
       mbar_wait(&full[st], round & 1);
@@ -440,7 +458,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 128; ++i) {
       fence_operand(d[i]);
     }
-    epi.hold(d, m, n, rope_cols);
+    epi.hold(d, m, n, rope_cols, scale);
   }
   if (epi.active) {
     for (int ch = 0; ch < kEpilogueChunks; ++ch) {
@@ -483,6 +501,7 @@ cudaError_t launch(const void* x,
                    int f,
                    int rope_cols,
                    const void* cos_sin,
+                   const float* row_scale,
                    cudaStream_t stream) {
   int device = 0, sms = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -510,7 +529,7 @@ cudaError_t launch(const void* x,
   const int tiles = ((rows + kBM - 1) / kBM) * (out_cols / Config<E>::kOutCols);
   const int ctas = tiles < sms ? tiles : sms;
   kernel<<<ctas, kThreads, smem, stream>>>(map_x, map_w, map_out, rows, k, f, rope_cols,
-                                           static_cast<const uint2*>(cos_sin));
+                                           static_cast<const uint2*>(cos_sin), row_scale);
   return cudaGetLastError();
 }
 
@@ -526,7 +545,7 @@ cudaError_t swiglu_gemm(const SwigluGemmParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   return launch<Epilogue::kSwiGlu>(p.x, p.w_gate_up, 2 * p.f, p.out, p.f, p.rows, p.k, p.f, 0,
-                                   nullptr, stream);
+                                   nullptr, p.row_scale, stream);
 }
 
 cudaError_t rope_gemm(const RopeGemmParams& p, cudaStream_t stream) {
@@ -537,7 +556,7 @@ cudaError_t rope_gemm(const RopeGemmParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   return launch<Epilogue::kRope>(p.x, p.w, p.n, p.out, p.n, p.rows, p.k, p.n, p.rope_cols,
-                                 p.cos_sin, stream);
+                                 p.cos_sin, nullptr, stream);
 }
 
 }  // namespace kernels

@@ -32,6 +32,11 @@ struct SwigluGemmParams {
   int32_t rows;           ///< >= 1
   int32_t k;              ///< multiple of 64
   int32_t f;              ///< multiple of 128
+  /// Optional fp32 [rows]: row r's gate and up products are multiplied by row_scale[r] before
+  /// SiLU·up. With w_gate_up's columns pre-multiplied by an RMSNorm weight and layer_ops'
+  /// rms_norm rstd as the scale, the kernel takes the raw residual stream instead of its
+  /// normalised copy: silu(s g) * (s u) with g, u each rounded to bf16 first.
+  const float* row_scale = nullptr;
 };
 
 /// True when `device` can run the kernels of this file (compute capability 9.0) and this build

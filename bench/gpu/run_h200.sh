@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # On the GPU machine, from the repository root, after `eval "$(bash .gpu-deps/unpack-debs.sh .gpu-deps)"`:
-# configure + build the CUDA targets, run the kernel tests (+ compute-sanitizer memcheck/racecheck on
-# the small cases and the fused layer ops), then gpu_rerank_bench and the HF peer for both model
-# shapes in the same run.
+# configure + build the CUDA targets, run the kernel and GPU parity tests (+ compute-sanitizer
+# memcheck/racecheck on the small cases and the fused layer ops), then gpu_rerank_bench and the HF
+# peer for both model shapes in the same run.
 # Logs go to $OUT (default /tmp/out). Usage: bench/gpu/run_h200.sh [stage...] (default: all but
 # headline). Stage `headline`: Mistral N = 100 against the HF peer, ROUNDS (default 2) alternated
 # pairs of a median of 11 each, with the ratio of each pair (docs/BENCHMARKS.md's target table).
@@ -20,12 +20,16 @@ if [[ $stages == *build* ]]; then
     -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" >"$OUT/configure.log" 2>&1 \
     || { tail -40 "$OUT/configure.log"; exit 1; }
   grep "blockrank:" "$OUT/configure.log"
-  ninja -C "$B" -j16 kernel_test gpu_rerank_bench >"$OUT/build.log" 2>&1 \
+  ninja -C "$B" -j16 kernel_test ranker_parity_gpu_test gpu_rerank_bench >"$OUT/build.log" 2>&1 \
     || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
 fi
 T="$B/tests/unit/kernels/kernel_test"
 if [[ $stages == *test* ]]; then
   "$T" 2>&1 | tee "$OUT/kernel_test.log" | grep -E "rel_l2|OK|FAIL|PASSED|SKIP" | tail -60
+  # Parity with HF transformers in bf16 on the fixtures (the CUDA load path: merged and folded
+  # weights, the fused layers where the shapes allow).
+  "$B/tests/unit/ranker/ranker_parity_gpu_test" 2>&1 | tee "$OUT/parity_gpu_test.log" |
+    grep -E "OK|FAIL|PASSED|SKIP" | tail -20
 fi
 if [[ $stages == *sanitize* ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

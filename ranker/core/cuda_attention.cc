@@ -455,6 +455,29 @@ Status cuda_rms_norm(const at::Tensor& x,
   return Status::ok();
 }
 
+Status cuda_rms_rstd(const at::Tensor& x, double eps, at::Tensor* rstd) {
+  BLOCKRANK_RETURN_IF_ERROR(check_tensor(x, "x", at::kBFloat16, 2));
+  const int64_t t = x.size(0), c = x.size(1);
+  if (c % 8 != 0 || t >= (int64_t{1} << 31)) {
+    return Status::invalid_argument("cuda_rms_rstd: x [T, C] with C % 8 == 0");
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor r = at::empty({t}, x.options().dtype(at::kFloat));
+  kernels::RmsNormParams p{};
+  p.x = x.data_ptr();
+  p.residual = nullptr;
+  p.weight = nullptr;
+  p.out = nullptr;
+  p.rstd = r.data_ptr<float>();
+  p.x_row_stride = x.stride(0);
+  p.rows = static_cast<int32_t>(t);
+  p.cols = static_cast<int32_t>(c);
+  p.eps = static_cast<float>(eps);
+  BLOCKRANK_CUDA_CHECK(kernels::rms_norm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
+  *rstd = r;
+  return Status::ok();
+}
+
 Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out) {
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(gate_up, "gate_up", at::kBFloat16, 2));
   const int64_t t = gate_up.size(0), f = gate_up.size(1) / 2;
@@ -484,11 +507,20 @@ bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up) {
          kernels::swiglu_gemm_supported(x.device().index());
 }
 
-Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tensor* out) {
+Status cuda_swiglu_gemm(const at::Tensor& x_in,
+                        const at::Tensor& w_in,
+                        at::Tensor* out,
+                        const at::Tensor& row_scale) {
   if (!cuda_swiglu_gemm_usable(x_in, w_in)) {
     return Status::invalid_argument(
         "cuda_swiglu_gemm: x [T, K] and w_gate_up [2F, K] bf16 on an sm_90 device, K % 64 == 0, "
         "F % 128 == 0");
+  }
+  if (row_scale.defined() &&
+      (row_scale.device() != x_in.device() || row_scale.scalar_type() != at::kFloat ||
+       row_scale.dim() != 1 || row_scale.size(0) != x_in.size(0) || !row_scale.is_contiguous())) {
+    return Status::invalid_argument(
+        "cuda_swiglu_gemm: row_scale must be a contiguous fp32 [T] on x's device");
   }
   const at::Tensor x = dense_aligned(x_in), w = dense_aligned(w_in);
   const c10::cuda::CUDAGuard guard(x.device());
@@ -500,6 +532,7 @@ Status cuda_swiglu_gemm(const at::Tensor& x_in, const at::Tensor& w_in, at::Tens
   p.rows = static_cast<int32_t>(x.size(0));
   p.k = static_cast<int32_t>(x.size(1));
   p.f = static_cast<int32_t>(w.size(0) / 2);
+  p.row_scale = row_scale.defined() ? row_scale.data_ptr<float>() : nullptr;
   BLOCKRANK_CUDA_CHECK(
       kernels::swiglu_gemm(p, c10::cuda::getCurrentCUDAStream(x.device().index())));
   *out = o;
@@ -698,6 +731,10 @@ Status cuda_rms_norm(const at::Tensor&, const at::Tensor&, const at::Tensor&, do
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
+Status cuda_rms_rstd(const at::Tensor&, double, at::Tensor*) {
+  return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
+}
+
 Status cuda_silu_mul(const at::Tensor&, at::Tensor*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
@@ -706,7 +743,7 @@ bool cuda_swiglu_gemm_usable(const at::Tensor&, const at::Tensor&) {
   return false;
 }
 
-Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*) {
+Status cuda_swiglu_gemm(const at::Tensor&, const at::Tensor&, at::Tensor*, const at::Tensor&) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -141,6 +141,11 @@ Status cuda_rms_norm(const at::Tensor& x,
                      double eps,
                      at::Tensor* out);
 
+/// The RMSNorm statistic alone: `rstd` gets fp32 [T] rsqrt(mean(x^2) + eps) per row of x [T, C]
+/// (bf16, CUDA, C % 8 == 0), the row scale cuda_swiglu_gemm applies when the norm weight is folded
+/// into its weight. One read of x, no normalised copy.
+Status cuda_rms_rstd(const at::Tensor& x, double eps, at::Tensor* rstd);
+
 /// SwiGLU activation of the merged gate|up GEMM output gate_up [T, 2F] (bf16, CUDA): `out` gets
 /// bf16(bf16(silu(gate)) * up) [T, F].
 Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
@@ -151,8 +156,14 @@ Status cuda_silu_mul(const at::Tensor& gate_up, at::Tensor* out);
 bool cuda_swiglu_gemm_usable(const at::Tensor& x, const at::Tensor& w_gate_up);
 
 /// out [T, F] = silu(x Wgᵀ) * (x Wuᵀ) with w_gate_up = [Wg; Wu] in one kernel (the gate|up GEMM
-/// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). Errors as above.
-Status cuda_swiglu_gemm(const at::Tensor& x, const at::Tensor& w_gate_up, at::Tensor* out);
+/// with the activation in its epilogue; fp32 epilogue, one bf16 rounding). With `row_scale`
+/// defined (fp32 [T] on x's device) row t's gate and up products are multiplied by row_scale[t]
+/// first: RMSNorm(x) W with the norm weight folded into W is cuda_swiglu_gemm(x, W diag(w),
+/// rstd). Errors as above.
+Status cuda_swiglu_gemm(const at::Tensor& x,
+                        const at::Tensor& w_gate_up,
+                        at::Tensor* out,
+                        const at::Tensor& row_scale = at::Tensor());
 
 /// The (cos, sin) table of positions int64 [T] for the RoPE GEMM: `out` gets [T, D / 2] int32
 /// words, each a bf16x2 (cos, sin) of positions[t] * inv_freq[i] (kernels/layer_ops' rope_table).

@@ -132,7 +132,9 @@ struct LayerWeights {
   at::Tensor q_norm, k_norm;  // Qwen3
   at::Tensor gate_w, gate_b, up_w, up_b, down_w, down_b;
   // CUDA bf16 only (merge_for_cuda): [q; k; v] and [gate; up] stacked along the output dim so each
-  // is one GEMM; the separate tensors above are then views into these (no extra memory).
+  // is one GEMM; the separate tensors above are then views into these (no extra memory). There
+  // gate_up_w also carries post_norm's weight in its columns (W diag(w)) and post_norm is all
+  // ones, so the MLP's norm reduces to a row scale (fused_layers).
   at::Tensor qkv_w, qkv_b, gate_up_w, gate_up_b;
 };
 
@@ -651,6 +653,12 @@ void Model::Impl::merge_for_cuda() {
       w.v_b = w.qkv_b.narrow(0, qd + kvd, kvd);
     }
     w.gate_up_w = at::cat({w.gate_w, w.up_w}, 0);
+    // RMSNorm(x) Wᵀ = (x rstd) (W diag(w))ᵀ: the norm weight goes into gate|up's columns (one
+    // bf16 rounding of each product, in place of the rounding of w * bf16(x rstd)), which lets
+    // the SwiGLU GEMM read the residual stream and apply rstd per row. Every path that uses these
+    // weights (fused_layers, layer_forward) then normalises with the unit weight.
+    w.gate_up_w.mul_(w.post_norm.unsqueeze(0));
+    w.post_norm = at::ones_like(w.post_norm);
     w.gate_w = w.gate_up_w.narrow(0, 0, ffn);
     w.up_w = w.gate_up_w.narrow(0, ffn, ffn);
     if (w.gate_b.defined()) {
@@ -720,6 +728,12 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // 170.1-170.2 ms. At N = 6,144 the kernel runs ~12% behind cuBLAS even with its epilogue
   // under the next tile's main loop (18.4 waves of 128 x 256 tiles are part of it).
   static const bool rope_gemm_on = env_switch("BLOCKRANK_ROPE_GEMM", false);
+  // The MLP's RMSNorm as a row scale in the SwiGLU GEMM: its weight is in gate_up_w
+  // (merge_for_cuda), so a read-only kernel computes each row's rstd and the GEMM reads the
+  // residual stream x itself; the normalised copy of x is never written. Needs the residual
+  // already in x (the O GEMM's beta = 1). BLOCKRANK_MLP_ROW_SCALE=0: the norm kernel with the unit
+  // weight, then the GEMM on its output (A/B runs).
+  static const bool mlp_row_scale_on = env_switch("BLOCKRANK_MLP_ROW_SCALE", true);
   const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
                          internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);
   // The (cos, sin) table of the rows, built once for all layers: the RoPE kernel reads it with
@@ -781,11 +795,18 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
         qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
     timer.mark("attention");
     const at::Tensor a = c > 0 ? attn.narrow(0, c, n) : attn;
+    const bool swiglu =
+        swiglu_gemm && !w.gate_up_b.defined() && internal::cuda_swiglu_gemm_usable(x, w.gate_up_w);
+    at::Tensor rstd;  // defined: the MLP's norm is a row scale of the SwiGLU GEMM (h unused)
     if (gemm_residual && !w.o_b.defined()) {
       x.addmm_(a, w.o_w.t());  // x += a W_oᵀ in the GEMM's epilogue (beta = 1)
       timer.mark("o_gemm");
-      throw_if_error(
-          internal::cuda_rms_norm(x, at::Tensor(), w.post_norm, config.rms_norm_eps, &h));
+      if (swiglu && mlp_row_scale_on) {
+        throw_if_error(internal::cuda_rms_rstd(x, config.rms_norm_eps, &rstd));
+      } else {
+        throw_if_error(
+            internal::cuda_rms_norm(x, at::Tensor(), w.post_norm, config.rms_norm_eps, &h));
+      }
     } else {
       const at::Tensor o = at::linear(a, w.o_w, w.o_b);
       timer.mark("o_gemm");
@@ -793,9 +814,9 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     }
     timer.mark("rms_norm");
     at::Tensor act;
-    if (swiglu_gemm && !w.gate_up_b.defined() &&
-        internal::cuda_swiglu_gemm_usable(h, w.gate_up_w)) {
-      throw_if_error(internal::cuda_swiglu_gemm(h, w.gate_up_w, &act));
+    if (swiglu) {
+      throw_if_error(rstd.defined() ? internal::cuda_swiglu_gemm(x, w.gate_up_w, &act, rstd)
+                                    : internal::cuda_swiglu_gemm(h, w.gate_up_w, &act));
       timer.mark("gate_up_gemm+silu");
     } else {
       const at::Tensor gate_up = at::linear(h, w.gate_up_w, w.gate_up_b);

@@ -288,9 +288,14 @@ TEST_F(KernelTest, RmsNormMatchesAten) {
       ASSERT_OK(internal::cuda_rms_norm(x, with_residual ? r : at::Tensor(), w, 1e-6, &out));
       EXPECT_TRUE(at::equal(x, sum_ref)) << "residual sum written back differs";
       const double err = rel_l2(out, ref);
-      std::printf("rms_norm C=%lld residual=%d rel_l2=%.2e\n", static_cast<long long>(c),
-                  with_residual ? 1 : 0, err);
+      // The statistic alone (the SwiGLU GEMM's row scale), from the same kernels.
+      at::Tensor rstd;
+      ASSERT_OK(internal::cuda_rms_rstd(x, 1e-6, &rstd));
+      const double err_rstd = rel_l2(rstd, at::rsqrt(xf.pow(2).mean({-1}) + 1e-6));
+      std::printf("rms_norm C=%lld residual=%d rel_l2=%.2e rstd rel_l2=%.2e\n",
+                  static_cast<long long>(c), with_residual ? 1 : 0, err, err_rstd);
       EXPECT_LT(err, kElementwiseTol);
+      EXPECT_LT(err_rstd, 1e-5);
     }
   }
 }
@@ -338,6 +343,53 @@ TEST_F(KernelTest, SwigluGemmMatchesAten) {
                 static_cast<long long>(cs.k), static_cast<long long>(cs.f), err);
     EXPECT_LT(err, 1e-2);
   }
+}
+
+// The MLP norm folded into the SwiGLU GEMM as fused_layers runs it: rstd from the norm kernel and
+// the norm weight in gate|up's columns, against fp32 ATen of silu(n Wgᵀ) (n Wuᵀ), n = RMSNorm(x)
+// with its weight, and against the two-kernel bf16 path (norm kernel, then the GEMM on its output).
+// Rows with scales spread over e^±3, and rows past a tile boundary.
+TEST_F(KernelTest, SwigluGemmRowScaleEqualsFoldedNorm) {
+  c10::InferenceMode guard;
+  const auto bf = at::TensorOptions().dtype(at::kBFloat16).device(device_);
+  const auto f32 = bf.dtype(at::kFloat);
+  struct Case {
+    int64_t t, k, f;
+  };
+  for (const Case& cs : {Case{1, 64, 128}, Case{333, 256, 512}, Case{1029, 4096, 14336}}) {
+    const at::Tensor x =
+        (at::randn({cs.t, cs.k}, f32) * at::exp(3 * (2 * at::rand({cs.t, 1}, f32) - 1)))
+            .to(at::kBFloat16);
+    const at::Tensor norm_w = (1 + 0.2 * at::randn({cs.k}, f32)).to(at::kBFloat16);
+    const at::Tensor w =
+        (at::randn({2 * cs.f, cs.k}, f32) / std::sqrt(static_cast<double>(cs.k))).to(at::kBFloat16);
+    if (!internal::cuda_swiglu_gemm_usable(x, w)) {
+      GTEST_SKIP() << "the SwiGLU GEMM needs an sm_90 (Hopper) device";
+    }
+    const at::Tensor xf = x.to(at::kFloat);
+    const at::Tensor n = xf * at::rsqrt(xf.pow(2).mean({-1}, true) + 1e-5) * norm_w.to(at::kFloat);
+    const at::Tensor gu = at::matmul(n, w.to(at::kFloat).t());
+    const at::Tensor ref = at::silu(gu.narrow(1, 0, cs.f)) * gu.narrow(1, cs.f, cs.f);
+    const at::Tensor folded = w * norm_w.unsqueeze(0);  // merge_for_cuda's fold (bf16)
+    at::Tensor rstd, out, h, two_step;
+    ASSERT_OK(internal::cuda_rms_rstd(x, 1e-5, &rstd));
+    { at::Tensor poison = at::full({cs.t, cs.f}, NAN, bf); }  // unwritten elements show as NaN
+    ASSERT_OK(internal::cuda_swiglu_gemm(x, folded, &out, rstd));
+    ASSERT_FALSE(out.isnan().any().item<bool>()) << "unwritten output, T=" << cs.t;
+    ASSERT_OK(internal::cuda_rms_norm(x, at::Tensor(), norm_w, 1e-5, &h));
+    ASSERT_OK(internal::cuda_swiglu_gemm(h, w, &two_step));
+    const double err = rel_l2(out, ref), err_two = rel_l2(two_step, ref);
+    std::printf("swiglu_gemm row scale T=%lld K=%lld F=%lld rel_l2=%.2e (norm + GEMM %.2e)\n",
+                static_cast<long long>(cs.t), static_cast<long long>(cs.k),
+                static_cast<long long>(cs.f), err, err_two);
+    EXPECT_LT(err, 1e-2);
+    EXPECT_LT(err, 2 * err_two + 1e-3);  // no worse than the path it replaces
+  }
+  // A malformed scale is an error, not a launch.
+  const at::Tensor x = at::randn({4, 64}, bf), w = at::randn({256, 64}, bf);
+  at::Tensor out;
+  EXPECT_FALSE(internal::cuda_swiglu_gemm(x, w, &out, at::ones({3}, f32)).is_ok());
+  EXPECT_FALSE(internal::cuda_swiglu_gemm(x, w, &out, at::ones({4}, bf)).is_ok());
 }
 
 // The Q|K|V GEMM with RoPE in its epilogue: the product against fp32 ATen (GEMM rounding), and

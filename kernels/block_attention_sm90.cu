@@ -244,16 +244,25 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
     const bool instr = i < instr_tiles;
     const int first = instr ? 64 * i : it.b_start + 64 * (i - instr_tiles);
     const bool full = instr ? first + 64 <= it.a_end : first + 63 <= it.row_begin;
+    // The lane's element (nt, e) is column c = nt * 8 + 2 t4 + (e & 1) of the tile, i.e. key
+    // first + c: visible when nt * 8 + (e & 1) <= lim (instruction: key < a_end; own: key <=
+    // row; -1 for a row past the item). One compare per element against a compile-time column:
+    // the per-element key and row arithmetic was ~half of the kernel's instructions (Nsight,
+    // session 15).
+    int lim0 = 0, lim1 = 0;
+    if (!full) {
+      lim0 = (instr ? it.a_end - 1 : r.row0) - first - 2 * r.t4;
+      lim1 = instr ? lim0 : lim0 + 8;
+      lim0 = r.valid0 ? lim0 : -1;
+      lim1 = r.valid1 ? lim1 : -1;
+    }
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float& x = s[i][nt * 4 + e];
         if (!full) {
-          const int key = first + nt * 8 + r.t4 * 2 + (e & 1);
-          const int row = e < 2 ? r.row0 : r.row1;
-          const bool ok = (e < 2 ? r.valid0 : r.valid1) && (instr ? key < it.a_end : key <= row);
-          x = ok ? x : -INFINITY;
+          x = nt * 8 + (e & 1) <= (e < 2 ? lim0 : lim1) ? x : -INFINITY;
         }
         if (e < 2) {
           mx0 = fmaxf(mx0, x);
@@ -396,33 +405,22 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
   finish_head<NT>(o, pa, l0, l1, p, r, head, pend);
 }
 
-__global__ void __launch_bounds__(kTmaThreads, 1)
-    blockrank_attention_tma_kernel(const BlockAttentionParams p,
-                                   const __grid_constant__ CUtensorMap map_q,
-                                   const __grid_constant__ CUtensorMap map_k,
-                                   const __grid_constant__ CUtensorMap map_v) {
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* const base =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  uint8_t* const q_slots = base + 2 * kKvBufBytes;  // warpgroup w's at q_slots + w * kTileBytes
-  auto* bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
-  uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
-  uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
-  uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
-  // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
-  // arrive on kv_full (release), read by everyone after the wait (acquire).
-  auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);
-
-  const int w = threadIdx.x / 128, tid = threadIdx.x % 128;
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < 2; ++i) {
-      mbar_init(&kv_full[i], 1);
-      mbar_init(&kv_empty[i], 2);
-      mbar_init(&q_full[i], 1);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+// The loop of warpgroup W (a template parameter, so that its Q slot's address, and with it every
+// shared-memory descriptor, is warp-uniform: the compiler builds them in uniform registers instead
+// of per-thread arithmetic and R2UR moves before each MMA).
+template <int W>
+__device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
+                                                const CUtensorMap& map_q,
+                                                const CUtensorMap& map_k,
+                                                const CUtensorMap& map_v,
+                                                uint8_t* const base,
+                                                uint8_t* const q_slots,
+                                                uint64_t* const kv_full,
+                                                uint64_t* const kv_empty,
+                                                uint64_t* const q_full,
+                                                AttentionWorkItem* const unit_items) {
+  constexpr int w = W;
+  const int tid = threadIdx.x % 128;
 
   const int group = p.num_heads / p.num_kv_heads;
   const int num_units = (p.num_items - p.num_streamed_items) * p.num_kv_heads;
@@ -500,6 +498,41 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
     }
   }
   pend.flush();
+}
+
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    blockrank_attention_tma_kernel(const BlockAttentionParams p,
+                                   const __grid_constant__ CUtensorMap map_q,
+                                   const __grid_constant__ CUtensorMap map_k,
+                                   const __grid_constant__ CUtensorMap map_v) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* const base =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* const q_slots = base + 2 * kKvBufBytes;  // warpgroup w's at q_slots + w * kTileBytes
+  auto* bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
+  uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
+  uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
+  uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
+  // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
+  // arrive on kv_full (release), read by everyone after the wait (acquire).
+  auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(&kv_full[i], 1);
+      mbar_init(&kv_empty[i], 2);
+      mbar_init(&q_full[i], 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    tma_kernel_loop<0>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full,
+                       unit_items);
+  } else {
+    tma_kernel_loop<1>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full,
+                       unit_items);
+  }
 }
 
 // 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes (one panel

@@ -207,19 +207,27 @@ struct LaneRows {
   }
 };
 
+// The descriptor of the operand `bytes` after the one `d` describes: the start address field
+// (bits 0-13, in 16-byte units) plus bytes / 16 with one 32-bit add. Shared addresses stay below
+// 256 KB, so the field never carries into the bits above it.
+__device__ __forceinline__ uint64_t desc_plus(uint64_t d, uint32_t bytes) {
+  return (d & 0xFFFFFFFF00000000ull) | (static_cast<uint32_t>(d) + (bytes >> 4));
+}
+
 // Issues (and commits, without waiting) S = Q Kᵀ of the head in `q_s` over the NT resident key
 // tiles. The first MMA of each tile ignores s's old contents (scale_d 0).
 template <int NT>
 __device__ __forceinline__ void issue_s(float (&s)[NT][32],
                                         const uint8_t* q_s,
                                         const uint8_t* k_s) {
+  const uint64_t dq = smem_desc(q_s), dk = smem_desc(k_s);
   wgmma_fence();
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
-      const int off = (kk >> 2) * kPanel + (kk & 3) * 32;
-      wgmma_m64n64k16_ss(s[i], smem_desc(q_s + off), smem_desc(k_s + i * kTileBytes + off), kk > 0);
+      const uint32_t off = (kk >> 2) * kPanel + (kk & 3) * 32;
+      wgmma_m64n64k16_ss(s[i], desc_plus(dq, off), desc_plus(dk, i * kTileBytes + off), kk > 0);
     }
   }
   wgmma_commit();
@@ -238,7 +246,14 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
                                              float scale_log2,
                                              float& l0,
                                              float& l1) {
-  float mx0 = -INFINITY, mx1 = -INFINITY;
+  // Four partial maxima and sums per row (lane element (nt, e) goes to partial (nt % 2) * 2 +
+  // (e & 1), resp. nt % 4): dependency chains of 12-24 instead of 48-96 at two warps per
+  // scheduler.
+  float mx[2][4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    mx[0][q] = mx[1][q] = -INFINITY;
+  }
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
     const bool instr = i < instr_tiles;
@@ -264,22 +279,20 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
         if (!full) {
           x = nt * 8 + (e & 1) <= (e < 2 ? lim0 : lim1) ? x : -INFINITY;
         }
-        if (e < 2) {
-          mx0 = fmaxf(mx0, x);
-        } else {
-          mx1 = fmaxf(mx1, x);
-        }
+        float& m = mx[e / 2][(nt % 2) * 2 + (e & 1)];
+        m = fmaxf(m, x);
       }
     }
   }
+  float mx0 = fmaxf(fmaxf(mx[0][0], mx[0][1]), fmaxf(mx[0][2], mx[0][3]));
+  float mx1 = fmaxf(fmaxf(mx[1][0], mx[1][1]), fmaxf(mx[1][2], mx[1][3]));
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
   const float base0 = mx0 == -INFINITY ? 0.f : mx0 * scale_log2;
   const float base1 = mx1 == -INFINITY ? 0.f : mx1 * scale_log2;
-  l0 = 0.f;
-  l1 = 0.f;
+  float ls[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
 #pragma unroll
@@ -289,8 +302,8 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
       x[1] = fast_exp2(fmaf(x[1], scale_log2, -base0));
       x[2] = fast_exp2(fmaf(x[2], scale_log2, -base1));
       x[3] = fast_exp2(fmaf(x[3], scale_log2, -base1));
-      l0 += x[0] + x[1];
-      l1 += x[2] + x[3];
+      ls[0][nt % 4] += x[0] + x[1];
+      ls[1][nt % 4] += x[2] + x[3];
     }
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -301,6 +314,8 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
       pa[i][kk][3] = pack_bf16x2(a[6], a[7]);
     }
   }
+  l0 = (ls[0][0] + ls[0][1]) + (ls[0][2] + ls[0][3]);
+  l1 = (ls[1][0] + ls[1][1]) + (ls[1][2] + ls[1][3]);
 }
 
 // Issues (and commits, without waiting) O = P V over the NT resident value tiles.
@@ -308,14 +323,13 @@ template <int NT>
 __device__ __forceinline__ void issue_pv(float (&o)[64],
                                          const uint32_t (&pa)[NT][4][4],
                                          const uint8_t* v_s) {
+  const uint64_t dv = smem_desc_mn(v_s, kPanel, 1024);
   wgmma_fence();
 #pragma unroll
   for (int i = 0; i < NT; ++i) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      wgmma_m64n128k16_rs(o, pa[i][kk],
-                          smem_desc_mn(v_s + i * kTileBytes + kk * 2048, kPanel, 1024),
-                          i > 0 || kk > 0);
+      wgmma_m64n128k16_rs(o, pa[i][kk], desc_plus(dv, i * kTileBytes + kk * 2048), i > 0 || kk > 0);
     }
   }
   wgmma_commit();
@@ -351,8 +365,10 @@ __device__ __forceinline__ void finish_head(float (&o)[64],
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f;
-  const float inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  // l >= 1 for a row that saw a key (its maximum contributes exp2(0)): the fast reciprocal, with
+  // no IEEE slow path.
+  const float inv0 = l0 > 0.f ? __fdividef(1.f, l0) : 0.f;
+  const float inv1 = l1 > 0.f ? __fdividef(1.f, l1) : 0.f;
 #pragma unroll
   for (int dt = 0; dt < kD / 8; ++dt) {
     pend.v[2 * dt] = pack_bf16x2(o[dt * 4] * inv0, o[dt * 4 + 1] * inv0);

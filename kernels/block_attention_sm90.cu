@@ -109,7 +109,10 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64],
 //   - Each warpgroup runs its heads strictly in order (S, softmax, P V). Two FA3 schedules were
 //     measured and were slower here, where the kernel is latency-bound at one warp per scheduler
 //     per warpgroup: the warpgroups taking turns (session 11), and the next head's S issued with
-//     this head's P V so its softmax runs under it (session 12; 255 registers with spills).
+//     this head's P V so its softmax runs under it (session 12; 255 registers with spills). Four
+//     warpgroups of one head each with an online softmax per key tile (session 15, branch
+//     wip/attention-hp) were slower too: spills at 128 registers and no more issue rate. What
+//     paid was issuing fewer instructions (per-lane mask limits, uniform descriptors).
 // Precondition (the host checks it: CudaBlockPlan::max_split_tiles): ceil(a_end / 64) +
 // ceil((row_end - b_start) / 64) <= kTiles and partial < 0 for every grouped item; heads
 // contiguous in a row.

@@ -731,8 +731,9 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // The MLP's RMSNorm as a row scale in the SwiGLU GEMM: its weight is in gate_up_w
   // (merge_for_cuda), so a read-only kernel computes each row's rstd and the GEMM reads the
   // residual stream x itself; the normalised copy of x is never written. Needs the residual
-  // already in x (the O GEMM's beta = 1). BLOCKRANK_MLP_ROW_SCALE=0: the norm kernel with the unit
-  // weight, then the GEMM on its output (A/B runs).
+  // already in x (the O GEMM's beta = 1). H200, Mistral-7B shape N = 100 (docs/BENCHMARKS.md,
+  // session 15): rms_norm stage 2.39 -> 1.90 ms, gate|up +0.1-0.2%. BLOCKRANK_MLP_ROW_SCALE=0:
+  // the norm kernel with the unit weight, then the GEMM on its output (A/B runs).
   static const bool mlp_row_scale_on = env_switch("BLOCKRANK_MLP_ROW_SCALE", true);
   const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
                          internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);

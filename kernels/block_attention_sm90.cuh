@@ -25,8 +25,9 @@ bool block_attention_sm90_supported(int device);
 
 /// Runs items [num_streamed_items, num_items) x KV heads. Preconditions: those of
 /// BlockAttentionParams::wgmma_grouped 3 (the kernel traps on an item whose tiles do not fit).
-/// cudaErrorInvalidValue for another wgmma_grouped, head dim or head stride, or inconsistent
-/// counts; else the launch error.
+/// cudaErrorInvalidValue for another wgmma_grouped, head dim or head stride, row strides that are
+/// not multiples of 8 elements, an output not 16-byte aligned, or inconsistent counts; else the
+/// launch error.
 cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& params, cudaStream_t stream);
 
 }  // namespace kernels

@@ -48,6 +48,10 @@ int64_t auto_split_keys(int64_t num_tokens) {
   return std::max(kStep, (per_piece + kStep - 1) / kStep * kStep);
 }
 
+int64_t split_keys_beside_persistent(int64_t num_tokens) {
+  return num_tokens <= 32'768 ? 512 : 0;
+}
+
 bool auto_side_stream(int64_t split_keys) {
   return split_keys <= 2048;
 }
@@ -131,7 +135,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
                             int64_t split_keys,
                             CudaBlockPlan* plan,
                             int64_t skip_rows,
-                            bool longest_first) {
+                            bool longest_first,
+                            int64_t persistent_kv_heads) {
   const auto& lengths = layout.block_lengths;
   if (lengths.size() < 3) {
     return Status::invalid_argument("cuda plan: need at least 3 blocks");
@@ -152,6 +157,24 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   const int64_t nb = static_cast<int64_t>(lengths.size());
   if (split_keys <= 0) {
     split_keys = auto_split_keys(total);
+    const int64_t beside = split_keys_beside_persistent(total);
+    if (persistent_kv_heads > 0 && beside > 0 &&
+        kernels::block_attention_sm90_supported(device.index())) {
+      // Will the persistent kernel run (cuda_block_attention's rule)? Its grouped units do not
+      // depend on the piece length; skip_rows is ignored here (it only drops block 0's tiles).
+      int64_t nc = 0, np = 0;
+      const int64_t n =
+          kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr, nullptr, &nc, &np);
+      std::vector<kernels::AttentionWorkItem> scratch(static_cast<size_t>(n));
+      std::vector<kernels::AttentionCombineItem> scratch_combine(static_cast<size_t>(nc));
+      kernels::build_attention_work(lengths.data(), nb, split_keys, scratch.data(),
+                                    scratch_combine.data(), &nc, &np);
+      const int64_t grouped = n - kernels::partition_streamed_items(scratch.data(), n);
+      const int64_t sms = at::cuda::getDeviceProperties(device.index())->multiProcessorCount;
+      if (grouped * persistent_kv_heads >= kPersistentUnitsPerSm * sms) {
+        split_keys = beside;
+      }
+    }
   }
   int64_t num_combine = 0, num_partials = 0;
   const int64_t num_items = kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr,
@@ -330,7 +353,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
     // round (H200, Mistral shape: N = 20, 2.4 units per SM, grouped 0.115 vs per head 0.098 ms;
     // N = 50, 6 per SM, 0.148 vs 0.157).
     const int64_t sms = at::cuda::getDeviceProperties(q.device().index())->multiProcessorCount;
-    const int64_t units_per_sm = tma_layout ? 4 : 2;
+    const int64_t units_per_sm = tma_layout ? kPersistentUnitsPerSm : 2;
     streamed = (plan.num_items - plan.num_long_items) * hkv < units_per_sm * sms
                    ? plan.num_items
                    : plan.num_long_items;
@@ -772,7 +795,7 @@ bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t
 }
 
 Status make_cuda_block_plan(
-    const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t, bool) {
+    const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t, bool, int64_t) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

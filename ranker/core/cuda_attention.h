@@ -78,6 +78,23 @@ constexpr int64_t kDefaultSplitKeys = 0;
 /// (also in the CPU build).
 int64_t auto_split_keys(int64_t num_tokens);
 
+/// The split-K piece length when the grouped items will run on the persistent kernel with the
+/// query block's pieces beside it on a second stream (make_cuda_block_plan's
+/// `persistent_kv_heads`): 512 keys up to 32,768 tokens, where short pieces fill the SMs the
+/// persistent CTAs leave at its end; 0 above (auto_split_keys() and one stream). Measured on the
+/// H200 (docs/BENCHMARKS.md, session 17: the pass's attention stage, Mistral-7B shape, 512 vs
+/// auto_split_keys()): N = 50 3.19-3.21 -> 2.65-2.66 ms, N = 100 4.56-4.63 -> 4.32-4.33 (384: 4.43,
+/// 640: 4.41, 768: 4.58), N = 200 8.70-8.74 -> 7.87-7.88; N = 500 16.7 ms with 4,096-key pieces on
+/// one stream against 17.7-18.5 with 512-2,048 beside the persistent kernel. Without the
+/// persistent kernel the automatic length stays (Mistral N = 20 1.57 vs 1.66 ms with 512; Qwen2.5
+/// N = 100 1.15-1.18 vs 1.32).
+int64_t split_keys_beside_persistent(int64_t num_tokens);
+
+/// Grouped (item, KV head) units per SM below which every item runs one CTA per query head
+/// instead (CudaBlockPlan::num_streamed_items -1): 2 for the mma.sync kernel, this for the
+/// persistent one, which wants more units per SM to even out its last round.
+constexpr int64_t kPersistentUnitsPerSm = 4;
+
 /// Whether the persistent attention kernel should run beside the streamed items (the query block's
 /// split-K pieces) on a second stream, for pieces of `split_keys` keys: yes up to 2,048. The
 /// streamed CTAs then fill the SMs the persistent CTAs leave; longer pieces start too late and
@@ -100,14 +117,19 @@ bool cuda_kernels_usable(c10::Device device,
 /// the work of rows below it (block 0's rows whose K/V came from the prefix cache: their output is
 /// not needed, only their keys); tiles straddling it are kept whole. `longest_first` orders the
 /// grouped items as kernels::partition_streamed_items does (false: document order, for A/B runs;
-/// same output). kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than
-/// 3 blocks, an empty block, more than 2^31 tokens or skip_rows beyond block 0.
+/// same output). `persistent_kv_heads`: the KV heads of the model that will run the plan when its
+/// head_dim is 128, else 0; on an sm_90 device, with split_keys <= 0 and at least
+/// kPersistentUnitsPerSm grouped units per SM (the persistent kernel will run) the pieces are then
+/// split_keys_beside_persistent() long where that is non-zero (any length gives the same output).
+/// kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than 3 blocks, an
+/// empty block, more than 2^31 tokens or skip_rows beyond block 0.
 Status make_cuda_block_plan(const BlockLayout& layout,
                             c10::Device device,
                             int64_t split_keys,
                             CudaBlockPlan* plan,
                             int64_t skip_rows = 0,
-                            bool longest_first = true);
+                            bool longest_first = true,
+                            int64_t persistent_kv_heads = 0);
 
 /// BlockRank attention of q [T, Hq, D], k and v [T, Hkv, D] (bf16, CUDA, last dim contiguous) for
 /// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,

@@ -1260,16 +1260,18 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     internal::CudaBlockPlan cuda_plan;
     if (use_kernels) {
       // The plan's two knobs for A/B runs: BLOCKRANK_SPLIT_KEYS, the query block's split-K piece
-      // length (a multiple of 64; by default auto_split_keys() of the prompt), and
+      // length (a multiple of 64; by default auto_split_keys() of the prompt, or
+      // split_keys_beside_persistent() where the persistent attention kernel runs), and
       // BLOCKRANK_ATTENTION_LPT=0, the grouped items in document order instead of longest first.
       static const int64_t split_keys = [] {
         const char* v = std::getenv("BLOCKRANK_SPLIT_KEYS");
         return v != nullptr && std::atoll(v) >= 64 ? std::atoll(v) : internal::kDefaultSplitKeys;
       }();
       static const bool longest_first = env_switch("BLOCKRANK_ATTENTION_LPT", true);
-      BLOCKRANK_RETURN_IF_ERROR(
-          internal::make_cuda_block_plan(layout, m.options.device, split_keys, &cuda_plan,
-                                         /*skip_rows=*/fused ? cached : 0, longest_first));
+      BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(
+          layout, m.options.device, split_keys, &cuda_plan, /*skip_rows=*/fused ? cached : 0,
+          longest_first,
+          /*persistent_kv_heads=*/m.config.head_dim == 128 ? m.config.num_kv_heads : 0));
     }
     const double host_planned = profile ? ms_since() : 0.0;
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];

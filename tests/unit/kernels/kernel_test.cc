@@ -203,6 +203,33 @@ TEST_F(KernelTest, AttentionPersistentTma) {
   }
 }
 
+// The plan's automatic piece length: 512 keys where the persistent kernel will run (Hopper, enough
+// grouped units: 200 items x 8 KV heads at the Mistral-7B shape, N = 100), the automatic rule
+// otherwise (no hint, too few units, or past 32,768 tokens).
+TEST_F(KernelTest, PlanPiecesBesideThePersistentKernel) {
+  const auto layout_of = [](int64_t n) {
+    BlockLayout layout;
+    layout.block_lengths.push_back(64);
+    for (int64_t i = 0; i < n; ++i) {
+      layout.block_lengths.push_back(128);
+    }
+    layout.block_lengths.push_back(32);
+    return layout;
+  };
+  const bool hopper = kernels::block_attention_sm90_supported(device_.index());
+  internal::CudaBlockPlan plan;
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 8));
+  EXPECT_EQ(plan.split_keys, hopper ? 512 : 1024);
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan));
+  EXPECT_EQ(plan.split_keys, 1024);
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 1));
+  EXPECT_EQ(plan.split_keys, 1024);  // 200 units: under 4 per SM
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(500), device_, 0, &plan, 0, true, 8));
+  EXPECT_EQ(plan.split_keys, 4096);
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 768, &plan, 0, true, 8));
+  EXPECT_EQ(plan.split_keys, 768);  // an explicit length wins
+}
+
 void run_score_case(int64_t num_docs,
                     int64_t max_len,
                     int64_t rows,

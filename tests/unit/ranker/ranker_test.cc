@@ -304,6 +304,18 @@ TEST(CudaPlanTest, AutoSplitKeysGrowsWithThePrompt) {
   }
 }
 
+// Beside the persistent attention kernel the pieces are 512 keys up to 32,768 tokens (they fill
+// its last round), and the automatic rule (one stream) above.
+TEST(CudaPlanTest, ShortPiecesBesideThePersistentKernel) {
+  EXPECT_EQ(internal::split_keys_beside_persistent(6'496), 512);   // N = 50
+  EXPECT_EQ(internal::split_keys_beside_persistent(12'896), 512);  // N = 100
+  EXPECT_EQ(internal::split_keys_beside_persistent(25'696), 512);  // N = 200
+  EXPECT_EQ(internal::split_keys_beside_persistent(32'768), 512);
+  EXPECT_EQ(internal::split_keys_beside_persistent(32'769), 0);
+  EXPECT_EQ(internal::split_keys_beside_persistent(64'096), 0);  // N = 500
+  EXPECT_TRUE(internal::auto_side_stream(internal::split_keys_beside_persistent(12'896)));
+}
+
 TEST(CudaPlanTest, AutoSideStreamUpToTwoThousandKeyPieces) {
   EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(6'496)));    // N = 50
   EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(12'896)));   // N = 100

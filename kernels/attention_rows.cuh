@@ -48,7 +48,9 @@ __device__ __forceinline__ void write(const BlockAttentionParams& p,
     __nv_bfloat16* out1 = out + row1 * p.out_row_stride + head * p.out_head_stride;
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
-      const int c = dt * 8 + t4 * 2;
+      // The pair stays adjacent in the lane order (it permutes bits 1-4 of the column).
+      const int c =
+          D == 128 && p.out_lane_order != 0 ? lane_order_column(dt * 8 + t4 * 2) : dt * 8 + t4 * 2;
       if (row0 < it.row_end) {
         *reinterpret_cast<__nv_bfloat162*>(out0 + c) =
             __floats2bfloat162_rn(o(dt, 0) * inv0, o(dt, 1) * inv0);

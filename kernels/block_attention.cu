@@ -416,7 +416,8 @@ __global__ void __launch_bounds__(D)
     }
   }
   auto* out = static_cast<__nv_bfloat16*>(p.out);
-  out[row * p.out_row_stride + head * p.out_head_stride + d] =
+  out[row * p.out_row_stride + head * p.out_head_stride +
+      (D == 128 && p.out_lane_order != 0 ? lane_order_column(d) : d)] =
       __float2bfloat16(sum > 0.f ? acc / sum : 0.f);
 }
 
@@ -579,6 +580,9 @@ cudaError_t block_attention_forward(const BlockAttentionParams& p,
     return cudaErrorInvalidValue;  // scale > 0: the running max is kept on the unscaled scores
   }
   if (p.num_combine > 0 && (p.partial_out == nullptr || p.partial_ml == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.out_lane_order != 0 && p.head_dim != 128) {
     return cudaErrorInvalidValue;
   }
   if (p.num_items == 0) {

@@ -109,7 +109,21 @@ struct BlockAttentionParams {
   /// kAttentionResidentTiles (the caller's guarantee; CudaBlockPlan::max_split_tiles). Other
   /// values: cudaErrorInvalidValue.
   int32_t wgmma_grouped;
+  /// 0: out holds each head's columns in order. 1 (head_dim 128 only): the lane order, a fixed
+  /// permutation of each head's 128 columns, column c = 32 a + 8 b + 2 m + e (a, b, m < 4, e < 2)
+  /// stored at 32 a + 8 m + 2 b + e (lane_order_column(); it is its own inverse). That is the
+  /// order the wgmma accumulator leaves in a lane (columns 8 dt + 2 t4 + e), so the persistent
+  /// kernel stores 16 bytes per lane with no shuffles; the caller undoes it, e.g. with W_o's
+  /// columns in the same order (y = out W_oᵀ is then unchanged). cudaErrorInvalidValue with
+  /// another head_dim.
+  int32_t out_lane_order;
 };
+
+/// Where the lane order (BlockAttentionParams::out_lane_order) stores column `c` of a 128-column
+/// head: bits 1-2 and 3-4 of c swapped. Its own inverse.
+__host__ __device__ constexpr int lane_order_column(int c) {
+  return (c & ~0x1E) | ((c >> 2) & 0x6) | ((c << 2) & 0x18);
+}
 
 /// A second stream for block_attention_forward with the persistent kernel (wgmma_grouped 3): the
 /// grouped items' persistent kernel goes on `stream`, the streamed items' per-head CTAs on the

@@ -188,9 +188,27 @@ struct PendingOut {
   __nv_bfloat16* out0;
   __nv_bfloat16* out1;
 
-  // Every lane of the warp calls it (shuffles); rows without a pointer store nothing.
-  __device__ __forceinline__ void flush() {
+  // Every lane of the warp calls it (shuffles); rows without a pointer store nothing. With
+  // `lane_order` (BlockAttentionParams::out_lane_order) the lane's words of dt = 4 g .. 4 g + 3
+  // are already consecutive columns of that layout: stored as they are, no shuffles.
+  __device__ __forceinline__ void flush(bool lane_order) {
     const int t4 = static_cast<int>(threadIdx.x) & 3;
+    if (lane_order) {
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        __nv_bfloat16* const out = rr == 0 ? out0 : out1;
+#pragma unroll
+        for (int g = 0; g < kD / 32; ++g) {
+          if (out != nullptr) {
+            *reinterpret_cast<uint4*>(out + 32 * g + 8 * t4) =
+                make_uint4(v[2 * (4 * g) + rr], v[2 * (4 * g + 1) + rr], v[2 * (4 * g + 2) + rr],
+                           v[2 * (4 * g + 3) + rr]);
+          }
+        }
+      }
+      out0 = out1 = nullptr;
+      return;
+    }
     const bool b1 = (t4 & 2) != 0, b0 = (t4 & 1) != 0;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -440,7 +458,7 @@ __device__ __forceinline__ void tma_attend_head(const BlockAttentionParams& p,
   const LaneRows r(it, tid);
   float s[NT][32];
   issue_s<NT>(s, q_s, k_s);
-  pend.flush();
+  pend.flush(p.out_lane_order != 0);
   wgmma_wait<0>();
   fence_s<NT>(s);
   release_q();
@@ -548,7 +566,7 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
       mbar_arrive(&kv_empty[buf]);
     }
   }
-  pend.flush();
+  pend.flush(p.out_lane_order != 0);
 }
 
 __global__ void __launch_bounds__(kTmaThreads, 1)

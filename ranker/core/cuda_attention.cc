@@ -56,6 +56,18 @@ bool auto_side_stream(int64_t split_keys) {
   return split_keys <= 2048;
 }
 
+at::Tensor lane_order_index(int64_t num_heads, c10::Device device) {
+  // The map of kernels::lane_order_column (bits 1-2 and 3-4 of the column swapped), written out
+  // here so that the CPU build has it too.
+  std::vector<int64_t> index(static_cast<size_t>(std::max<int64_t>(num_heads, 0) * 128));
+  for (size_t j = 0; j < index.size(); ++j) {
+    const int64_t c = static_cast<int64_t>(j % 128);
+    index[j] = static_cast<int64_t>(j - j % 128) +
+               ((c & ~int64_t{0x1E}) | ((c >> 2) & 0x6) | ((c << 2) & 0x18));
+  }
+  return at::tensor(index, at::kLong).to(device);
+}
+
 #ifdef BLOCKRANK_TORCH_CUDA
 
 namespace {
@@ -283,12 +295,18 @@ Status attention_side_stream(c10::DeviceIndex device, kernels::AttentionSideStre
 
 }  // namespace
 
+bool cuda_lane_order_usable(c10::Device device, int64_t head_dim) {
+  return device.is_cuda() && head_dim == 128 &&
+         kernels::block_attention_sm90_supported(device.index());
+}
+
 Status cuda_block_attention(const at::Tensor& q_in,
                             const at::Tensor& k_in,
                             const at::Tensor& v_in,
                             const CudaBlockPlan& plan,
                             at::Tensor* out,
-                            int* grouped_kernel) {
+                            int* grouped_kernel,
+                            bool lane_order) {
   const at::Tensor q = aligned(q_in), k = aligned(k_in), v = aligned(v_in);
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(q, "q", at::kBFloat16, 3));
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(k, "k", at::kBFloat16, 3));
@@ -303,6 +321,10 @@ Status cuda_block_attention(const at::Tensor& q_in,
   if (d != 64 && d != 128) {
     return Status::invalid_argument("cuda_block_attention: head_dim must be 64 or 128, got " +
                                     std::to_string(d));
+  }
+  if (lane_order && d != 128) {
+    return Status::invalid_argument(
+        "cuda_block_attention: the lane order needs head_dim 128, got " + std::to_string(d));
   }
   if (q.device() != k.device() || q.device() != v.device() || q.device() != plan.items.device()) {
     return Status::invalid_argument("cuda_block_attention: tensors on different devices");
@@ -365,6 +387,7 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.partial_out = partial_out.defined() ? partial_out.data_ptr<float>() : nullptr;
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   p.wgmma_grouped = tma_layout && p.num_streamed_items == plan.num_long_items ? 3 : 0;
+  p.out_lane_order = lane_order ? 1 : 0;
   if (grouped_kernel != nullptr) {
     *grouped_kernel = p.wgmma_grouped;
   }
@@ -799,12 +822,17 @@ Status make_cuda_block_plan(
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
+bool cuda_lane_order_usable(c10::Device, int64_t) {
+  return false;
+}
+
 Status cuda_block_attention(const at::Tensor&,
                             const at::Tensor&,
                             const at::Tensor&,
                             const CudaBlockPlan&,
                             at::Tensor*,
-                            int*) {
+                            int*,
+                            bool) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

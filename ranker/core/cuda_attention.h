@@ -135,13 +135,29 @@ Status make_cuda_block_plan(const BlockLayout& layout,
 /// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,
 /// devices), kInternal (a CUDA error, naming the call, file and line). `grouped_kernel`, when
 /// given, gets the kernel the grouped items ran on (BlockAttentionParams::wgmma_grouped: 0
-/// mma.sync, 3 the persistent TMA kernel).
+/// mma.sync, 3 the persistent TMA kernel). `lane_order` (D = 128 only, else kInvalidArgument):
+/// each head's columns in kernels::BlockAttentionParams::out_lane_order's permutation, which
+/// lane_order_index() maps back.
 Status cuda_block_attention(const at::Tensor& q,
                             const at::Tensor& k,
                             const at::Tensor& v,
                             const CudaBlockPlan& plan,
                             at::Tensor* out,
-                            int* grouped_kernel = nullptr);
+                            int* grouped_kernel = nullptr,
+                            bool lane_order = false);
+
+/// Whether cuda_block_attention's lane order pays on `device` for heads of `head_dim`: D = 128 on
+/// a device the persistent kernel runs on (its output stores 16 bytes per lane without a
+/// transpose: H200, Mistral-7B shape N = 100, pass attention stage 4.39 vs 4.60-4.65 ms,
+/// docs/BENCHMARKS.md session 17). False without the kernels.
+bool cuda_lane_order_usable(c10::Device device, int64_t head_dim);
+
+/// The lane order's column map for `num_heads` heads of 128 (int64 [num_heads * 128] on
+/// `device`): lane-ordered column j holds natural column index[j], and natural column j lands at
+/// index[j] (the map is its own inverse). `a.index_select(-1, index)` converts either way; W_o's
+/// columns taken through it make `lane_ordered_out W_oᵀ` equal `natural_out W_oᵀ`. Pure
+/// arithmetic (also in the CPU build).
+at::Tensor lane_order_index(int64_t num_heads, c10::Device device);
 
 /// Document scores (BLOCKRANK.md §3.2 steps 2-4) of the signal rows q [R, Hq, D] against the
 /// document keys k [T_docs, Hkv, D]; `scores` gets [N] fp32 on the device. Errors as above.

@@ -369,6 +369,17 @@ struct Model::Impl {
   std::vector<LayerWeights> layers;
   at::Tensor inv_freq;  // [D/2] fp32 on device
   std::string weights_digest;
+  // merge_for_cuda on a device where the attention kernels' lane order pays: every o_w has its
+  // columns in that order (o_lane_index), so the O projection takes the attention output in it;
+  // fused_layers gets it from the kernels directly, the ATen paths through o_input().
+  bool o_lane_order = false;
+  at::Tensor o_lane_index;
+
+  // The attention output `natural` [..., Hq * D] (each head's columns in order) as the O
+  // projection's weights expect it.
+  at::Tensor o_input(const at::Tensor& natural) const {
+    return o_lane_order ? natural.index_select(-1, o_lane_index) : natural;
+  }
 
   Status load_weights(const std::string& dir);
   void compute_inv_freq();
@@ -504,7 +515,10 @@ struct Model::Impl {
       }
     }
     if (cap.cuda_plan != nullptr) {
-      internal::throw_if_error(internal::cuda_block_attention(q, k, v, *cap.cuda_plan, &out));
+      internal::throw_if_error(
+          internal::cuda_block_attention(q, k, v, *cap.cuda_plan, &out, nullptr, o_lane_order));
+    } else {
+      out = o_input(out);
     }
     if (cap.scores != nullptr) {
       *cap.scores = layout_scores(q, k, *cap.layout, cap.signal_rows);
@@ -537,7 +551,7 @@ struct Model::Impl {
     at::Tensor all =
         at::ones({1, keys->size(0)}, at::TensorOptions().dtype(at::kBool)).to(options.device);
     at::Tensor o = attend(q, *keys, *values, all, nullptr);
-    return mlp_block(w, x + at::linear(o, w.o_w, w.o_b));
+    return mlp_block(w, x + at::linear(o_input(o), w.o_w, w.o_b));
   }
 
   // Greedy next token from the last row of the residual stream x [T, hidden].
@@ -641,6 +655,14 @@ void Model::Impl::merge_for_cuda() {
   }
   const int64_t qd = config.num_heads * config.head_dim;
   const int64_t kvd = config.num_kv_heads * config.head_dim, ffn = config.intermediate_size;
+  // The attention output in the kernels' lane order (16-byte stores without a transpose), W_o's
+  // columns permuted to match: the same y = attn W_oᵀ. BLOCKRANK_ATTENTION_LANE_ORDER=0: natural
+  // order (A/B runs).
+  static const bool lane_order_on = env_switch("BLOCKRANK_ATTENTION_LANE_ORDER", true);
+  o_lane_order = lane_order_on && internal::cuda_lane_order_usable(options.device, config.head_dim);
+  if (o_lane_order) {
+    o_lane_index = internal::lane_order_index(config.num_heads, options.device);
+  }
   for (LayerWeights& w : layers) {
     w.qkv_w = at::cat({w.q_w, w.k_w, w.v_w}, 0);
     w.q_w = w.qkv_w.narrow(0, 0, qd);
@@ -651,6 +673,9 @@ void Model::Impl::merge_for_cuda() {
       w.q_b = w.qkv_b.narrow(0, 0, qd);
       w.k_b = w.qkv_b.narrow(0, qd, kvd);
       w.v_b = w.qkv_b.narrow(0, qd + kvd, kvd);
+    }
+    if (o_lane_order) {
+      w.o_w = w.o_w.index_select(1, o_lane_index);  // columns in the attention's lane order
     }
     w.gate_up_w = at::cat({w.gate_w, w.up_w}, 0);
     // RMSNorm(x) Wᵀ = (x rstd) (W diag(w))ᵀ: the norm weight goes into gate|up's columns (one
@@ -793,7 +818,7 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     at::Tensor attn;
     throw_if_error(internal::cuda_block_attention(
         qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
-        qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn));
+        qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn, nullptr, o_lane_order));
     timer.mark("attention");
     const at::Tensor a = c > 0 ? attn.narrow(0, c, n) : attn;
     const bool swiglu =
@@ -917,7 +942,7 @@ at::Tensor Model::Impl::grouped_layers(const std::vector<int64_t>& ids,
             .copy_(attend(q.narrow(0, seg.row_begin - g0, rows), gather_keys(k_all, seg.key_ranges),
                           gather_keys(v_all, seg.key_ranges), seg.mask, nullptr));
       }
-      x = mlp_block(w, x + at::linear(out, w.o_w, w.o_b));
+      x = mlp_block(w, x + at::linear(o_input(out), w.o_w, w.o_b));
     }
     if (g1 == l0 && prefix != nullptr && prefix->present != nullptr && num_layers > 0) {
       std::vector<at::Tensor> per_layer;

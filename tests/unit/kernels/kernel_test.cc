@@ -146,6 +146,47 @@ void run_attention_case(const Shape& sh,
     EXPECT_LT(err, kAttentionTol) << "N=" << sh.num_docs << " D=" << d << " ratio=" << sh.ratio
                                   << " streamed=" << streamed << " wgmma=" << variant.wgmma_grouped;
   }
+  if (d == 128) {
+    // The lane order (every kernel of the launch, automatic split): the same values, each head's
+    // columns permuted by lane_order_index (its own inverse), so mapping back is bit-equal to the
+    // natural run's output.
+    for (const int wgmma : {3, 0}) {
+      internal::CudaBlockPlan variant = plan;
+      variant.wgmma_grouped = wgmma;
+      at::Tensor natural, lane;
+      ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &natural));
+      { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
+      ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &lane, nullptr, true));
+      const at::Tensor back = lane.index_select(-1, internal::lane_order_index(hq, device));
+      EXPECT_TRUE(at::equal(back, natural))
+          << "lane order N=" << sh.num_docs << " wgmma=" << wgmma << " max diff "
+          << (back.to(at::kFloat) - natural.to(at::kFloat)).abs().max().item<float>();
+    }
+  }
+}
+
+// The host's column map is the kernels' (lane_order_column), a permutation, its own inverse.
+TEST_F(KernelTest, LaneOrderIndexMatchesTheKernels) {
+  const at::Tensor index = internal::lane_order_index(3, at::kCPU);
+  ASSERT_EQ(index.numel(), 3 * 128);
+  const int64_t* p = index.data_ptr<int64_t>();
+  for (int j = 0; j < 3 * 128; ++j) {
+    EXPECT_EQ(p[j], j - j % 128 + kernels::lane_order_column(j % 128)) << j;
+    EXPECT_EQ(p[p[j]], j) << j;
+  }
+  const at::Tensor q = at::randn({5, 4, 128}, at::TensorOptions().device(device_));
+  BlockLayout layout;
+  layout.block_lengths = {2, 2, 1};
+  internal::CudaBlockPlan plan;
+  ASSERT_OK(internal::make_cuda_block_plan(layout, device_, 0, &plan));
+  at::Tensor out;
+  ASSERT_OK(internal::cuda_block_attention(q.to(at::kBFloat16), q.to(at::kBFloat16),
+                                           q.to(at::kBFloat16), plan, &out, nullptr, true));
+  EXPECT_EQ(internal::cuda_block_attention(
+                q.to(at::kBFloat16).narrow(2, 0, 64), q.to(at::kBFloat16).narrow(2, 0, 64),
+                q.to(at::kBFloat16).narrow(2, 0, 64), plan, &out, nullptr, true)
+                .code(),
+            StatusCode::kInvalidArgument);  // D = 64 has no lane order
 }
 
 TEST_F(KernelTest, AttentionSmall) {
@@ -578,6 +619,30 @@ TEST_F(KernelTest, ScoreDocumentsMatchesAtenPath) {
                 qwen ? "qwen2" : "mistral", err, err_bf);
     EXPECT_LT(err, 0.1);
     EXPECT_LT(err_bf, 0.1);
+    // The other bf16 paths against fp32 ATen: forward()'s ATen attention and generate()'s prompt
+    // pass and decoding steps. On Hopper the Mistral-style model (D 128) has W_o's columns in the
+    // attention's lane order (merge_for_cuda), so each of these paths must hand the O projection
+    // its output in that order (Model::Impl::o_input).
+    ForwardRequest hreq;
+    hreq.hidden = true;
+    auto hb = mb->forward(ids, &layout, hreq), hf = mf->forward(ids, &layout, hreq);
+    ASSERT_OK(hb.status());
+    ASSERT_OK(hf.status());
+    const double err_hidden =
+        rel_l2(hb.value().hidden.back().to(at::kCPU), hf.value().hidden.back().to(at::kCPU));
+    GenerateRequest greq;
+    greq.max_new_tokens = 4;
+    greq.scoring_layer = 2;
+    auto gb = mb->generate(ids, layout, greq), gf = mf->generate(ids, layout, greq);
+    ASSERT_OK(gb.status());
+    ASSERT_OK(gf.status());
+    const double err_gen = rel_l2(at::tensor(gb.value().scores), at::tensor(gf.value().scores));
+    std::printf("%s bf16 vs fp32: last hidden rel_l2=%.2e, generate scores %.2e, tokens %s\n",
+                qwen ? "qwen2" : "mistral", err_hidden, err_gen,
+                gb.value().tokens == gf.value().tokens ? "equal" : "differ");
+    EXPECT_LT(err_hidden, 0.05);
+    EXPECT_LT(err_gen, 0.1);
+    EXPECT_EQ(gb.value().tokens, gf.value().tokens);
   }
 }
 

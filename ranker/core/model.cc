@@ -657,10 +657,13 @@ void Model::Impl::merge_for_cuda() {
   const int64_t kvd = config.num_kv_heads * config.head_dim, ffn = config.intermediate_size;
   // The attention output in the kernels' lane order (16-byte stores without a transpose), W_o's
   // columns permuted to match: the same y = attn W_oᵀ. BLOCKRANK_ATTENTION_LANE_ORDER=0: natural
-  // order (A/B runs).
+  // order (A/B runs). Permuted once: a second call must not undo it (the permutation is its own
+  // inverse).
   static const bool lane_order_on = env_switch("BLOCKRANK_ATTENTION_LANE_ORDER", true);
-  o_lane_order = lane_order_on && internal::cuda_lane_order_usable(options.device, config.head_dim);
-  if (o_lane_order) {
+  const bool permute_o = !o_lane_order && lane_order_on &&
+                         internal::cuda_lane_order_usable(options.device, config.head_dim);
+  if (permute_o) {
+    o_lane_order = true;
     o_lane_index = internal::lane_order_index(config.num_heads, options.device);
   }
   for (LayerWeights& w : layers) {
@@ -674,7 +677,7 @@ void Model::Impl::merge_for_cuda() {
       w.k_b = w.qkv_b.narrow(0, qd, kvd);
       w.v_b = w.qkv_b.narrow(0, qd + kvd, kvd);
     }
-    if (o_lane_order) {
+    if (permute_o) {
       w.o_w = w.o_w.index_select(1, o_lane_index);  // columns in the attention's lane order
     }
     w.gate_up_w = at::cat({w.gate_w, w.up_w}, 0);

@@ -316,6 +316,26 @@ TEST(CudaPlanTest, ShortPiecesBesideThePersistentKernel) {
   EXPECT_TRUE(internal::auto_side_stream(internal::split_keys_beside_persistent(12'896)));
 }
 
+// The lane order's column map (pure arithmetic, also in the CPU build): per head of 128 a
+// permutation swapping bits 1-2 and 3-4 of the column, its own inverse; the pair (2 m, 2 m + 1)
+// stays adjacent, and lane t4's words of dt = 4 g .. 4 g + 3 land on 16 consecutive bytes.
+TEST(CudaPlanTest, LaneOrderIndexIsAnInvolutionPerHead) {
+  const at::Tensor index = internal::lane_order_index(2, at::kCPU);
+  ASSERT_EQ(index.numel(), 256);
+  const int64_t* p = index.data_ptr<int64_t>();
+  for (int64_t j = 0; j < 256; ++j) {
+    EXPECT_EQ(p[p[j]], j) << j;
+    EXPECT_EQ(p[j] / 128, j / 128) << j;  // stays in its head
+    EXPECT_EQ(p[j] % 2, j % 2) << j;
+  }
+  // Accumulator column 8 dt + 2 t4 + e goes to 32 (dt / 4) + 8 t4 + 2 (dt % 4) + e.
+  for (int64_t dt = 0; dt < 16; ++dt) {
+    for (int64_t t4 = 0; t4 < 4; ++t4) {
+      EXPECT_EQ(p[8 * dt + 2 * t4], 32 * (dt / 4) + 8 * t4 + 2 * (dt % 4));
+    }
+  }
+}
+
 TEST(CudaPlanTest, AutoSideStreamUpToTwoThousandKeyPieces) {
   EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(6'496)));    // N = 50
   EXPECT_TRUE(internal::auto_side_stream(internal::auto_split_keys(12'896)));   // N = 100

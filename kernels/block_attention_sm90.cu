@@ -173,6 +173,20 @@ __device__ __forceinline__ void tma_kv(const CUtensorMap* map_k,
   }
 }
 
+// One exchange of the quad transpose (PendingOut::flush) with the lane `mask` apart: a lane with
+// `keep_q` sends (p0, p1) and puts the partner's words in their place, the other lane sends
+// (q0, q1) and does the same there.
+__device__ __forceinline__ void quad_exchange(
+    bool keep_q, int mask, uint32_t& p0, uint32_t& p1, uint32_t& q0, uint32_t& q1) {
+  uint32_t x0 = keep_q ? p0 : q0, x1 = keep_q ? p1 : q1;
+  x0 = __shfl_xor_sync(0xffffffffu, x0, mask);
+  x1 = __shfl_xor_sync(0xffffffffu, x1, mask);
+  p0 = keep_q ? x0 : p0;
+  p1 = keep_q ? x1 : p1;
+  q0 = keep_q ? q0 : x0;
+  q1 = keep_q ? q1 : x1;
+}
+
 // A head's finished output, normalised and packed to bf16 pairs, waiting to be stored: the
 // store runs under the next head's S MMAs instead of after its own P V. v[2 dt] is the lane's row
 // r0 pair at column dt * 8 + 2 t4, v[2 dt + 1] row r0 + 8's; out0 / out1 point at column 0 of
@@ -218,22 +232,10 @@ struct PendingOut {
         // a[j]: this lane's word of dt = 4 g + j. Afterwards a[k]: lane k's word of dt = 4 g + t4.
         uint32_t a0 = v[2 * (4 * g) + rr], a1 = v[2 * (4 * g + 1) + rr];
         uint32_t a2 = v[2 * (4 * g + 2) + rr], a3 = v[2 * (4 * g + 3) + rr];
-        // Swap the off-diagonal 2 x 2 blocks with the lane two apart ...
-        uint32_t x0 = b1 ? a0 : a2, x1 = b1 ? a1 : a3;
-        x0 = __shfl_xor_sync(0xffffffffu, x0, 2);
-        x1 = __shfl_xor_sync(0xffffffffu, x1, 2);
-        a0 = b1 ? x0 : a0;
-        a1 = b1 ? x1 : a1;
-        a2 = b1 ? a2 : x0;
-        a3 = b1 ? a3 : x1;
-        // ... then transpose each 2 x 2 block with the neighbouring lane.
-        uint32_t y0 = b0 ? a0 : a1, y1 = b0 ? a2 : a3;
-        y0 = __shfl_xor_sync(0xffffffffu, y0, 1);
-        y1 = __shfl_xor_sync(0xffffffffu, y1, 1);
-        a0 = b0 ? y0 : a0;
-        a2 = b0 ? y1 : a2;
-        a1 = b0 ? a1 : y0;
-        a3 = b0 ? a3 : y1;
+        // Swap the off-diagonal 2 x 2 blocks with the lane two apart, then transpose each 2 x 2
+        // block with the neighbouring lane.
+        quad_exchange(b1, 2, a0, a1, a2, a3);
+        quad_exchange(b0, 1, a0, a2, a1, a3);
         if (out != nullptr) {
           *reinterpret_cast<uint4*>(out + (4 * g + t4) * 8) = make_uint4(a0, a1, a2, a3);
         }
@@ -316,7 +318,8 @@ __device__ __forceinline__ void softmax_to_p(float (&s)[NT][32],
     // session 15).
     // The masks in their own loop behind the (warp-uniform) branch, so that a full tile skips
     // their compares and selects instead of issuing them predicated off (Nsight, session 16: FSEL
-    // 2.16 -> 0.93M and ISETP 2.66 -> 1.43M warp instructions per launch, 229 -> 178 registers).
+    // 2.16 -> 0.93M and ISETP 2.66 -> 1.43M warp instructions per launch, 229 -> 178 registers;
+    // with the 16-byte output stores 230 -> 188).
     if (!full) {
       int lim0 = (instr ? it.a_end - 1 : r.row0) - first - 2 * r.t4;
       int lim1 = instr ? lim0 : lim0 + 8;

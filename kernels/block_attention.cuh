@@ -117,6 +117,13 @@ struct BlockAttentionParams {
   /// columns in the same order (y = out W_oᵀ is then unchanged). cudaErrorInvalidValue with
   /// another head_dim.
   int32_t out_lane_order;
+  /// Optional, persistent kernel only (wgmma_grouped 3): the grouped items' Q rows are not yet
+  /// rotated; the kernel applies RoPE to each Q tile in shared memory, bit for bit as
+  /// layer_ops' rope() with a table, from this (cos, sin) table ([rows, head_dim / 2] bf16x2
+  /// words as rope_table() writes them; token row r at table row r - q_rope_row0). Rows of other
+  /// items are read as they are. nullptr: Q is rotated.
+  const void* q_rope_cos_sin;
+  int32_t q_rope_row0;
 };
 
 /// Where the lane order (BlockAttentionParams::out_lane_order) stores column `c` of a 128-column

@@ -117,7 +117,10 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64],
 // ceil((row_end - b_start) / 64) <= kTiles and partial < 0 for every grouped item; heads
 // contiguous in a row.
 // ---------------------------------------------------------------------------------------------
-constexpr int kTmaThreads = 256;
+// Two consumer warpgroups, then the Q RoPE warps (rope_q_loop): kRopeWarpsPerSlot per consumer
+// warpgroup, each rotating 1 / kRopeWarpsPerSlot of its Q tiles.
+constexpr int kRopeWarpsPerSlot = 2;
+constexpr int kTmaThreads = 256 + 2 * 32 * kRopeWarpsPerSlot;
 constexpr int kKvBufBytes = 2 * kTiles * kTileBytes;  // K tiles 0..2, then V tiles 0..2
 // Two K/V buffers, a Q slot per warpgroup, the barriers' slot, 1,024 bytes to align the base.
 constexpr size_t kTmaSmem = size_t{2} * kKvBufBytes + 2 * kTileBytes + 1024 + 1024;
@@ -170,6 +173,96 @@ __device__ __forceinline__ void tma_kv(const CUtensorMap* map_k,
     tma_load(kt + kPanel, map_k, kv_head * kD + 64, row, bar);
     tma_load(vt, map_v, kv_head * kD, row, bar);
     tma_load(vt + kPanel, map_v, kv_head * kD + 64, row, bar);
+  }
+}
+
+// Shared-memory steps whose loads are issued before their stores in rope_q_loop.
+constexpr int kRopeBatch = 4;
+
+// The Q RoPE warps (p.q_rope_cos_sin set), kRopeWarpsPerSlot per consumer warpgroup, warp `part`
+// of them rotating steps part * kSteps .. of each tile (a step: 4 rows x 8 chunks, 512 bytes of
+// each 64-column panel). Each follows its warpgroup's sequence of Q tiles (units c, c + grid, ...;
+// heads w, w + 2, ... of each): it loads the unit's (cos, sin) rows into registers before the
+// unit's first Q lands (the heads of a unit share its rows; the table's L2 latency under the K/V
+// copies was what held the consumers up, ~1.3 us a load), then rotates its part of each tile as
+// soon as the TMA landed (q_full[w]) and arrives on q_ready[w]; the warpgroup starts once every
+// part has arrived.
+//
+// Rows 0 .. row_end - row_begin - 1 of the item from token row q_rope_row0 on are rotated (the
+// rest of the 64 belong to other items, are masked, and stay as they are). Chunk j (8 columns)
+// of tile row r sits at r * 128 + ((j ^ (r & 7)) * 16) in each panel (SWIZZLE_128B), so column c
+// of a head's first half and its partner c + 64 are at the same offset of the two panels. The
+// proxy fence orders these generic writes before the consumers' MMAs read the tile (async proxy).
+// Not inlined: in the kernel's body its registers counted against the consumers' (spills); its
+// own allocation has room. Scalars, not the params struct: a reference to the kernel parameter
+// would copy it to the stack.
+__device__ __noinline__ void rope_q_loop(const AttentionWorkItem* const items,
+                                         const int num_units,
+                                         const int num_kv_heads,
+                                         const int group,
+                                         const void* const cos_sin,
+                                         const int row0,
+                                         uint8_t* const q_slots,
+                                         uint64_t* const q_full,
+                                         uint64_t* const q_ready) {
+  constexpr int kSteps = 16 / kRopeWarpsPerSlot;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = (static_cast<int>(threadIdx.x) - 256) / 32;
+  const int w = warp / kRopeWarpsPerSlot, part = warp % kRopeWarpsPerSlot;
+  const auto* table = static_cast<const uint4*>(cos_sin);
+  uint8_t* const slot = q_slots + w * kTileBytes;
+  uint32_t phase = 0;
+  for (int u = static_cast<int>(blockIdx.x); u < num_units && w < group;
+       u += static_cast<int>(gridDim.x)) {
+    const AttentionWorkItem it = items[u / num_kv_heads];
+    const int rows = it.row_end - it.row_begin;
+    uint4 cs[kSteps][2];  // (cos, sin) of frequencies 8 j .. 8 j + 7 of the step's row
+    uint32_t off[kSteps];
+    bool live[kSteps];
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const int pair = lane + 32 * (part * kSteps + s);
+      const int r = pair >> 3, j = pair & 7;
+      // Rows below q_rope_row0 (a cached prefix: their output is not used) have no table row.
+      live[s] = r < rows && it.row_begin + r >= row0;
+      off[s] = static_cast<uint32_t>(r * 128 + ((j ^ (r & 7)) << 4));
+      if (live[s]) {
+        const uint4* row = table + static_cast<int64_t>(it.row_begin + r - row0) * (kD / 8) + 2 * j;
+        cs[s][0] = __ldg(row);
+        cs[s][1] = __ldg(row + 1);
+      }
+    }
+    for (int h = w; h < group; h += 2) {
+      mbar_wait(&q_full[w], phase & 1);
+      ++phase;
+#pragma unroll
+      for (int b = 0; b < kSteps; b += kRopeBatch) {
+        Bf16x8 x1[kRopeBatch], x2[kRopeBatch];
+#pragma unroll
+        for (int i = 0; i < kRopeBatch; ++i) {
+          if (live[b + i]) {
+            x1[i] = *reinterpret_cast<const Bf16x8*>(slot + off[b + i]);
+            x2[i] = *reinterpret_cast<const Bf16x8*>(slot + kPanel + off[b + i]);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < kRopeBatch; ++i) {
+          if (live[b + i]) {
+            Bf16x8 c0, c1, o1, o2;
+            c0.u = cs[b + i][0];
+            c1.u = cs[b + i][1];
+            rope_rotate8(x1[i], x2[i], c0, c1, o1, o2);
+            *reinterpret_cast<Bf16x8*>(slot + off[b + i]) = o1;
+            *reinterpret_cast<Bf16x8*>(slot + kPanel + off[b + i]) = o2;
+          }
+        }
+      }
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      __syncwarp();
+      if (lane == 0) {
+        mbar_arrive(&q_ready[w]);
+      }
+    }
   }
 }
 
@@ -493,6 +586,7 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
                                                 uint64_t* const kv_full,
                                                 uint64_t* const kv_empty,
                                                 uint64_t* const q_full,
+                                                uint64_t* const q_ready,
                                                 AttentionWorkItem* const unit_items) {
   constexpr int w = W;
   const int tid = threadIdx.x % 128;
@@ -525,6 +619,7 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
   PendingOut pend;
   pend.out0 = pend.out1 = nullptr;
   uint32_t q_phase = 0;
+  uint64_t* const q_wait = p.q_rope_cos_sin != nullptr ? &q_ready[w] : &q_full[w];
   int k = 0;
   for (int u = first; u < num_units; u += stride, ++k) {
     const int buf = k & 1;
@@ -546,7 +641,7 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
     const uint8_t* v_s = k_s + kTiles * kTileBytes;
     const SplitTiles t = split_tiles(it);
     for (int h = w; h < group; h += 2) {
-      mbar_wait(&q_full[w], q_phase & 1);
+      mbar_wait(q_wait, q_phase & 1);  // landed (and rotated, with p.q_rope_cos_sin)
       ++q_phase;
       const auto release_q = [&] {
         warpgroup_sync(w);  // every thread's S is done: the slot may be refilled
@@ -591,6 +686,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
   uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
   uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
+  uint64_t* const q_ready = bars + 6;   // [2] ... and the RoPE warp rotated it (q_rope_cos_sin)
   // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
   // arrive on kv_full (release), read by everyone after the wait (acquire).
   auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);
@@ -600,16 +696,22 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       mbar_init(&kv_full[i], 1);
       mbar_init(&kv_empty[i], 2);
       mbar_init(&q_full[i], 1);
+      mbar_init(&q_ready[i], kRopeWarpsPerSlot);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
   if (threadIdx.x < 128) {
-    tma_kernel_loop<0>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full,
+    tma_kernel_loop<0>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full, q_ready,
                        unit_items);
-  } else {
-    tma_kernel_loop<1>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full,
+  } else if (threadIdx.x < 256) {
+    tma_kernel_loop<1>(p, map_q, map_k, map_v, base, q_slots, kv_full, kv_empty, q_full, q_ready,
                        unit_items);
+  } else if (p.q_rope_cos_sin != nullptr) {
+    rope_q_loop(p.items + p.num_streamed_items,
+                (p.num_items - p.num_streamed_items) * p.num_kv_heads, p.num_kv_heads,
+                p.num_heads / p.num_kv_heads, p.q_rope_cos_sin, p.q_rope_row0, q_slots, q_full,
+                q_ready);
   }
 }
 

@@ -286,19 +286,8 @@ static __global__ void __launch_bounds__(kThreads) blockrank_rope_vec(RopeParams
   const Bf16x8 x2 = *reinterpret_cast<const Bf16x8*>(base + kHalf);
   // Words ch*8 .. ch*8+7 of the row: (cos, sin) of frequencies 8 ch ..; two Bf16x8 of 4 words.
   const auto* cs = static_cast<const Bf16x8*>(p.cos_sin) + (row * kHalf + ch * 8) / 4;
-  const Bf16x8 cs_lo = cs[0], cs_hi = cs[1];
   Bf16x8 o1, o2;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 a = x1.get(j), b = x2.get(j);
-    // frequencies 2j and 2j + 1: words 2j, 2j + 1 of the 8, each (cos, sin)
-    const float2 k0 = (j < 2 ? cs_lo : cs_hi).get((2 * j) % 4);
-    const float2 k1 = (j < 2 ? cs_lo : cs_hi).get((2 * j + 1) % 4);
-    o1.set(j, round_bf16(a.x * k0.x) - round_bf16(b.x * k0.y),
-           round_bf16(a.y * k1.x) - round_bf16(b.y * k1.y));
-    o2.set(j, round_bf16(b.x * k0.x) + round_bf16(a.x * k0.y),
-           round_bf16(b.y * k1.x) + round_bf16(a.y * k1.y));
-  }
+  rope_rotate8(x1, x2, cs[0], cs[1], o1, o2);
   *reinterpret_cast<Bf16x8*>(base) = o1;
   *reinterpret_cast<Bf16x8*>(base + kHalf) = o2;
 }

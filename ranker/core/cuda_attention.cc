@@ -248,6 +248,21 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);
   plan->num_items = kept_items;
   plan->num_long_items = streamed;
+  plan->long_item_rows.clear();
+  for (int64_t i = 0; i < streamed; ++i) {
+    plan->long_item_rows.emplace_back(items[i].row_begin, items[i].row_end);
+  }
+  std::sort(plan->long_item_rows.begin(), plan->long_item_rows.end());
+  size_t merged = 0;
+  for (const auto& r : plan->long_item_rows) {
+    if (merged > 0 && r.first <= plan->long_item_rows[merged - 1].second) {
+      plan->long_item_rows[merged - 1].second =
+          std::max(plan->long_item_rows[merged - 1].second, r.second);
+    } else {
+      plan->long_item_rows[merged++] = r;
+    }
+  }
+  plan->long_item_rows.resize(merged);
   plan->max_split_tiles = max_split_tiles;
   plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
@@ -295,9 +310,13 @@ Status attention_side_stream(c10::DeviceIndex device, kernels::AttentionSideStre
 
 }  // namespace
 
-bool cuda_lane_order_usable(c10::Device device, int64_t head_dim) {
+bool cuda_persistent_attention_usable(c10::Device device, int64_t head_dim) {
   return device.is_cuda() && head_dim == 128 &&
          kernels::block_attention_sm90_supported(device.index());
+}
+
+bool cuda_lane_order_usable(c10::Device device, int64_t head_dim) {
+  return cuda_persistent_attention_usable(device, head_dim);
 }
 
 Status cuda_block_attention(const at::Tensor& q_in,
@@ -306,7 +325,8 @@ Status cuda_block_attention(const at::Tensor& q_in,
                             const CudaBlockPlan& plan,
                             at::Tensor* out,
                             int* grouped_kernel,
-                            bool lane_order) {
+                            bool lane_order,
+                            const CudaQRope* q_rope) {
   const at::Tensor q = aligned(q_in), k = aligned(k_in), v = aligned(v_in);
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(q, "q", at::kBFloat16, 3));
   BLOCKRANK_RETURN_IF_ERROR(check_tensor(k, "k", at::kBFloat16, 3));
@@ -388,6 +408,34 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   p.wgmma_grouped = tma_layout && p.num_streamed_items == plan.num_long_items ? 3 : 0;
   p.out_lane_order = lane_order ? 1 : 0;
+  if (q_rope != nullptr) {
+    const int64_t r0 = q_rope->row0, n = t - r0;
+    if (r0 < 0 || r0 > t || !q_rope->cos_sin.defined() || q_rope->cos_sin.size(0) != n ||
+        !q_rope->positions.defined() || q_rope->positions.numel() != n) {
+      return Status::invalid_argument(
+          "cuda_block_attention: q_rope's table and positions must cover rows [row0, T)");
+    }
+    // Rows [from, to) of q rotated in place by the RoPE kernel.
+    const auto rope_rows = [&](int64_t from, int64_t to) {
+      from = std::max(from, r0);
+      return from >= to ? Status::ok()
+                        : cuda_rope_inplace(q.narrow(0, from, to - from),
+                                            q_rope->positions.narrow(0, from - r0, to - from),
+                                            q_rope->inv_freq,
+                                            q_rope->cos_sin.narrow(0, from - r0, to - from));
+    };
+    if (p.wgmma_grouped == 3) {
+      // The persistent kernel rotates the grouped items' tiles; the long items' kernel reads Q as
+      // it is.
+      for (const auto& [from, to] : plan.long_item_rows) {
+        BLOCKRANK_RETURN_IF_ERROR(rope_rows(from, to));
+      }
+      p.q_rope_cos_sin = q_rope->cos_sin.data_ptr();
+      p.q_rope_row0 = static_cast<int32_t>(r0);
+    } else {
+      BLOCKRANK_RETURN_IF_ERROR(rope_rows(r0, t));
+    }
+  }
   if (grouped_kernel != nullptr) {
     *grouped_kernel = p.wgmma_grouped;
   }
@@ -822,6 +870,10 @@ Status make_cuda_block_plan(
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
+bool cuda_persistent_attention_usable(c10::Device, int64_t) {
+  return false;
+}
+
 bool cuda_lane_order_usable(c10::Device, int64_t) {
   return false;
 }
@@ -832,7 +884,8 @@ Status cuda_block_attention(const at::Tensor&,
                             const CudaBlockPlan&,
                             at::Tensor*,
                             int*,
-                            bool) {
+                            bool,
+                            const CudaQRope*) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

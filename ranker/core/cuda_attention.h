@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -58,6 +60,10 @@ struct CudaBlockPlan {
   int side_stream = -1;
   /// The query block's split-K piece length the plan was built with (keys).
   int64_t split_keys = 0;
+  /// The token rows of items [0, num_long_items) as sorted, disjoint [begin, end) ranges (host):
+  /// the rows cuda_block_attention's q_rope rotates with the RoPE kernel when the grouped items
+  /// run on the persistent kernel.
+  std::vector<std::pair<int64_t, int64_t>> long_item_rows;
   int64_t num_combine = 0;
   int64_t num_partials = 0;
   int64_t num_tokens = 0;
@@ -131,20 +137,37 @@ Status make_cuda_block_plan(const BlockLayout& layout,
                             bool longest_first = true,
                             int64_t persistent_kv_heads = 0);
 
+/// RoPE still to be applied to Q, for cuda_block_attention: cuda_rope_table's table for token rows
+/// [row0, T), those rows' positions, and inv_freq (as cuda_rope_inplace takes them).
+struct CudaQRope {
+  at::Tensor cos_sin;    ///< int32 [T - row0, D / 2]
+  at::Tensor positions;  ///< int64 [T - row0]
+  at::Tensor inv_freq;   ///< fp32 [D / 2]
+  int64_t row0 = 0;
+};
+
 /// BlockRank attention of q [T, Hq, D], k and v [T, Hkv, D] (bf16, CUDA, last dim contiguous) for
 /// the plan's layout; `out` gets [T, Hq * D] bf16. Errors: kInvalidArgument (shapes, dtypes,
 /// devices), kInternal (a CUDA error, naming the call, file and line). `grouped_kernel`, when
 /// given, gets the kernel the grouped items ran on (BlockAttentionParams::wgmma_grouped: 0
 /// mma.sync, 3 the persistent TMA kernel). `lane_order` (D = 128 only, else kInvalidArgument):
 /// each head's columns in kernels::BlockAttentionParams::out_lane_order's permutation, which
-/// lane_order_index() maps back.
+/// lane_order_index() maps back. `q_rope` (optional): q's rows [row0, T) are not yet rotated;
+/// the call rotates them, bit for bit as cuda_rope_inplace with the table would: the grouped
+/// items' Q tiles inside the persistent kernel (a warp rotates each tile in shared memory as it
+/// lands), every other row in place in q with the RoPE kernel first.
 Status cuda_block_attention(const at::Tensor& q,
                             const at::Tensor& k,
                             const at::Tensor& v,
                             const CudaBlockPlan& plan,
                             at::Tensor* out,
                             int* grouped_kernel = nullptr,
-                            bool lane_order = false);
+                            bool lane_order = false,
+                            const CudaQRope* q_rope = nullptr);
+
+/// Whether the persistent attention kernel can run on `device` for heads of `head_dim` (D = 128,
+/// sm_90, this build has the kernels); it still needs enough grouped units per plan.
+bool cuda_persistent_attention_usable(c10::Device device, int64_t head_dim);
 
 /// Whether cuda_block_attention's lane order pays on `device` for heads of `head_dim`: D = 128 on
 /// a device the persistent kernel runs on (its output stores 16 bytes per lane without a

@@ -770,6 +770,22 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   // in its epilogue.
   at::Tensor cos_sin;
   throw_if_error(internal::cuda_rope_table(row_positions, inv_freq, &cos_sin));
+  // Q's RoPE inside the attention (the persistent kernel rotates each Q tile in shared memory
+  // as it lands; cuda_block_attention's q_rope): the RoPE kernel then rotates only K, 1,024 of
+  // the 5,120 columns it rewrote at the Mistral-7B shape. BLOCKRANK_ATTENTION_Q_ROPE=0: Q and K
+  // by the RoPE kernel (A/B runs).
+  static const bool q_rope_on = env_switch("BLOCKRANK_ATTENTION_Q_ROPE", true);
+  const bool q_rope =
+      q_rope_on && !rope_gemm && internal::cuda_persistent_attention_usable(x.device(), d);
+  internal::CudaQRope q_rope_args;
+  if (q_rope) {
+    q_rope_args.cos_sin = cos_sin;
+    q_rope_args.positions = row_positions;
+    q_rope_args.inv_freq = inv_freq;
+    q_rope_args.row0 = c;
+  }
+  // The columns the RoPE kernel rotates: Q and K, or K alone.
+  const int64_t rope_col0 = q_rope ? qd : 0, rope_heads = q_rope ? hkv : hq + hkv;
   internal::CudaStageTimer timer(profile);
   at::Tensor pending, h;  // pending: the last MLP output, not yet added to x
   for (int64_t l = 0; l < num_layers; ++l) {
@@ -798,7 +814,8 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
       timer.mark("qkv_gemm");
       if (!rope_gemm) {
         throw_if_error(internal::cuda_rope_inplace(
-            rows.narrow(1, 0, qd + kvd).view({n, hq + hkv, d}), row_positions, inv_freq, cos_sin));
+            rows.narrow(1, rope_col0, qd + kvd - rope_col0).view({n, rope_heads, d}), row_positions,
+            inv_freq, cos_sin));
       }
       qkv = qkv_full;
     } else if (rope_gemm) {
@@ -807,8 +824,9 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     } else {
       qkv = at::linear(h, w.qkv_w, w.qkv_b);
       timer.mark("qkv_gemm");
-      throw_if_error(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, hq + hkv, d}),
-                                                 positions, inv_freq, cos_sin));
+      throw_if_error(internal::cuda_rope_inplace(
+          qkv.narrow(1, rope_col0, qd + kvd - rope_col0).view({t, rope_heads, d}), positions,
+          inv_freq, cos_sin));
     }
     timer.mark("rope");
     if (present != nullptr) {
@@ -821,7 +839,8 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     at::Tensor attn;
     throw_if_error(internal::cuda_block_attention(
         qkv.narrow(1, 0, qd).view({t, hq, d}), qkv.narrow(1, qd, kvd).view({t, hkv, d}),
-        qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn, nullptr, o_lane_order));
+        qkv.narrow(1, qd + kvd, kvd).view({t, hkv, d}), plan, &attn, nullptr, o_lane_order,
+        q_rope ? &q_rope_args : nullptr));
     timer.mark("attention");
     const at::Tensor a = c > 0 ? attn.narrow(0, c, n) : attn;
     const bool swiglu =

@@ -162,6 +162,40 @@ void run_attention_case(const Shape& sh,
           << "lane order N=" << sh.num_docs << " wgmma=" << wgmma << " max diff "
           << (back.to(at::kFloat) - natural.to(at::kFloat)).abs().max().item<float>();
     }
+    // Q's RoPE inside the call (q_rope: the persistent kernel's warp rotates the grouped items'
+    // tiles, the RoPE kernel the rest), against Q rotated first by the RoPE kernel: the same
+    // bits, on both kernels, from row 0 and with the rows below row0 left out (a cached prefix,
+    // whose output rows are then not compared).
+    const auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
+    const at::Tensor positions = at::arange(t, lopt) * 3 + 5;
+    const at::Tensor inv_freq =
+        at::pow(10000.0, -at::arange(0, d, 2, lopt).to(at::kFloat) / static_cast<double>(d));
+    for (const int64_t row0 : {int64_t{0}, std::min<int64_t>(sh.l0 / 2, t)}) {
+      const at::Tensor pos = positions.narrow(0, row0, t - row0);
+      at::Tensor table;
+      ASSERT_OK(internal::cuda_rope_table(pos, inv_freq, &table));
+      at::Tensor qr = q.clone();
+      ASSERT_OK(internal::cuda_rope_inplace(qr.narrow(0, row0, t - row0), pos, inv_freq, table));
+      for (const int wgmma : {3, 0}) {
+        internal::CudaBlockPlan variant = plan;
+        variant.wgmma_grouped = wgmma;
+        at::Tensor natural, rotated;
+        int kernel = -1;
+        ASSERT_OK(internal::cuda_block_attention(qr, k, v, variant, &natural));
+        internal::CudaQRope rope;
+        rope.cos_sin = table;
+        rope.positions = pos;
+        rope.inv_freq = inv_freq;
+        rope.row0 = row0;
+        const at::Tensor qu = q.clone();
+        { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
+        ASSERT_OK(
+            internal::cuda_block_attention(qu, k, v, variant, &rotated, &kernel, false, &rope));
+        EXPECT_TRUE(at::equal(rotated.narrow(0, row0, t - row0), natural.narrow(0, row0, t - row0)))
+            << "q_rope N=" << sh.num_docs << " row0=" << row0 << " wgmma=" << wgmma
+            << " kernel=" << kernel;
+      }
+    }
   }
 }
 
@@ -543,7 +577,12 @@ TEST_F(KernelTest, RopeMatchesAten) {
     }
     const at::Tensor inv_freq = at::tensor(f, at::kFloat).to(device_);
     // A merged QKV output: rotate the Q and K heads in place, leave V alone.
-    at::Tensor qkv = at::randn({t, qd + 2 * kvd}, bf);
+    // Elements spread over 2^-40 .. 2^40: the rotation's products then differ by more than the 16
+    // binary orders where a sum of two bf16 stops being exact in fp32 (rope_rotate8's packed bf16
+    // ops must still give HF's bits).
+    at::Tensor qkv = (at::randn({t, qd + 2 * kvd}, bf.dtype(at::kFloat)) *
+                      at::exp2(at::randint(-40, 41, {t, qd + 2 * kvd}, bf.dtype(at::kFloat))))
+                         .to(at::kBFloat16);
     const at::Tensor before = qkv.clone();
     ASSERT_OK(internal::cuda_rope_inplace(qkv.narrow(1, 0, qd + kvd).view({t, cs.hq + cs.hkv, d}),
                                           pos, inv_freq));
@@ -559,6 +598,8 @@ TEST_F(KernelTest, RopeMatchesAten) {
     std::printf("rope Hq=%lld Hkv=%lld D=%lld rel_l2=%.2e\n", static_cast<long long>(cs.hq),
                 static_cast<long long>(cs.hkv), static_cast<long long>(d), err);
     EXPECT_LT(err, kElementwiseTol);
+    EXPECT_TRUE(at::equal(qkv.narrow(1, 0, qd + kvd).reshape({t, cs.hq + cs.hkv, d}), ref))
+        << "not HF's bits";
     EXPECT_TRUE(at::equal(qkv.narrow(1, qd + kvd, kvd), before.narrow(1, qd + kvd, kvd)))
         << "V columns touched";
     // The 16-byte kernel reading a precomputed (cos, sin) table gives the same bits.

@@ -183,10 +183,10 @@ constexpr int kRopeBatch = 4;
 // of them rotating steps part * kSteps .. of each tile (a step: 4 rows x 8 chunks, 512 bytes of
 // each 64-column panel). Each follows its warpgroup's sequence of Q tiles (units c, c + grid, ...;
 // heads w, w + 2, ... of each): it loads the unit's (cos, sin) rows into registers before the
-// unit's first Q lands (the heads of a unit share its rows; the table's L2 latency under the K/V
-// copies was what held the consumers up, ~1.3 us a load), then rotates its part of each tile as
-// soon as the TMA landed (q_full[w]) and arrives on q_ready[w]; the warpgroup starts once every
-// part has arrived.
+// unit's first Q lands (the heads of a unit share its rows; measured no faster than loading them
+// per tile, session 18: the warps are issue-bound, hence the packed bf16 rope_rotate8), then
+// rotates its part of each tile as soon as the TMA landed (q_full[w]) and arrives on q_ready[w];
+// the warpgroup starts once every part has arrived.
 //
 // Rows 0 .. row_end - row_begin - 1 of the item from token row q_rope_row0 on are rotated (the
 // rest of the 64 belong to other items, are masked, and stay as they are). Chunk j (8 columns)
@@ -686,7 +686,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
   uint64_t* const kv_empty = bars + 2;  // [2] both warpgroups are done with the buffer
   uint64_t* const q_full = bars + 4;    // [2] warpgroup w's Q landed
-  uint64_t* const q_ready = bars + 6;   // [2] ... and the RoPE warp rotated it (q_rope_cos_sin)
+  uint64_t* const q_ready = bars + 6;   // [2] ... and the RoPE warps rotated it (q_rope_cos_sin)
   // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
   // arrive on kv_full (release), read by everyone after the wait (acquire).
   auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);

@@ -154,7 +154,7 @@ struct CudaQRope {
 /// each head's columns in kernels::BlockAttentionParams::out_lane_order's permutation, which
 /// lane_order_index() maps back. `q_rope` (optional): q's rows [row0, T) are not yet rotated;
 /// the call rotates them, bit for bit as cuda_rope_inplace with the table would: the grouped
-/// items' Q tiles inside the persistent kernel (a warp rotates each tile in shared memory as it
+/// items' Q tiles inside the persistent kernel (RoPE warps rotate each tile in shared memory as it
 /// lands), every other row in place in q with the RoPE kernel first.
 Status cuda_block_attention(const at::Tensor& q,
                             const at::Tensor& k,

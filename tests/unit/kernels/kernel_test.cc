@@ -162,7 +162,7 @@ void run_attention_case(const Shape& sh,
           << "lane order N=" << sh.num_docs << " wgmma=" << wgmma << " max diff "
           << (back.to(at::kFloat) - natural.to(at::kFloat)).abs().max().item<float>();
     }
-    // Q's RoPE inside the call (q_rope: the persistent kernel's warp rotates the grouped items'
+    // Q's RoPE inside the call (q_rope: the persistent kernel's warps rotate the grouped items'
     // tiles, the RoPE kernel the rest), against Q rotated first by the RoPE kernel: the same
     // bits, on both kernels, from row 0 and with the rows below row0 left out (a cached prefix,
     // whose output rows are then not compared).

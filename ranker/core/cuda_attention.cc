@@ -48,8 +48,43 @@ int64_t auto_split_keys(int64_t num_tokens) {
   return std::max(kStep, (per_piece + kStep - 1) / kStep * kStep);
 }
 
-int64_t split_keys_beside_persistent(int64_t num_tokens) {
-  return num_tokens <= 32'768 ? 512 : 0;
+int64_t split_keys_beside_persistent(
+    int64_t num_tokens, int64_t query_rows, int64_t num_heads, int64_t num_kv_heads, int64_t sms) {
+  // kAttentionTileRows (query rows per item) and kTileKeys (keys per tile) are both 64.
+  constexpr int64_t kRows = 64, kKeys = 64;
+  // The narrow kernel's CTAs per SM at head_dim 128 (112 KB of shared memory each), the piece
+  // lengths tried (in tiles) and what one CTA costs beyond its tiles (start, partial stores), in
+  // tiles: fitted to the measured lengths (session 17's 384 / 512 / 640 / 768, session 19's 448 /
+  // 512 / 832 at N = 100; 512 / 832 / 896 at N = 200). Longer than 16 tiles, pieces start in the
+  // persistent kernel's last round and end after it (2,048 lost 0.85 ms against 512 at N = 200).
+  constexpr int64_t kCtasPerSm = 2, kMinTiles = 4, kMaxTiles = 16, kOverheadTiles = 2;
+  if (num_tokens > 32'768) {
+    return 0;
+  }
+  if (query_rows < 1 || query_rows > num_tokens || num_kv_heads < 1 || num_heads < num_kv_heads ||
+      num_heads % num_kv_heads != 0 || sms < 1) {
+    return 512;
+  }
+  const int64_t group = num_heads / num_kv_heads, slots = kCtasPerSm * sms;
+  int64_t best_tiles = 0, best_cost = 0;
+  for (int64_t tiles = kMinTiles; tiles <= kMaxTiles; ++tiles) {
+    // build_attention_work's items for the query block: per 64-row tile, its visible keys (every
+    // key up to its last row) in pieces of `tiles` tiles; block_attention's streamed CTAs: one per
+    // pack of heads (2 heads side by side for items of <= 32 rows, 4 for <= 16).
+    int64_t ctas = 0;
+    for (int64_t row = num_tokens - query_rows; row < num_tokens; row += kRows) {
+      const int64_t end = std::min(row + kRows, num_tokens), rows = end - row;
+      const int64_t pack = rows <= 16 && group % 4 == 0 ? 4 : rows <= 32 && group % 2 == 0 ? 2 : 1;
+      ctas += (end + tiles * kKeys - 1) / (tiles * kKeys) * (num_heads / pack);
+    }
+    const int64_t rounds = (ctas + slots - 1) / slots;
+    const int64_t cost = rounds * (tiles + kOverheadTiles);
+    if (best_tiles == 0 || cost < best_cost) {
+      best_tiles = tiles;
+      best_cost = cost;
+    }
+  }
+  return best_tiles * kKeys;
 }
 
 bool auto_side_stream(int64_t split_keys) {
@@ -148,7 +183,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
                             CudaBlockPlan* plan,
                             int64_t skip_rows,
                             bool longest_first,
-                            int64_t persistent_kv_heads) {
+                            int64_t persistent_kv_heads,
+                            int64_t persistent_heads) {
   const auto& lengths = layout.block_lengths;
   if (lengths.size() < 3) {
     return Status::invalid_argument("cuda plan: need at least 3 blocks");
@@ -169,9 +205,15 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   const int64_t nb = static_cast<int64_t>(lengths.size());
   if (split_keys <= 0) {
     split_keys = auto_split_keys(total);
-    const int64_t beside = split_keys_beside_persistent(total);
-    if (persistent_kv_heads > 0 && beside > 0 &&
-        kernels::block_attention_sm90_supported(device.index())) {
+    const bool sm90 =
+        persistent_kv_heads > 0 && kernels::block_attention_sm90_supported(device.index());
+    const int64_t sms =
+        sm90 ? at::cuda::getDeviceProperties(device.index())->multiProcessorCount : 0;
+    const int64_t beside =
+        sm90 ? split_keys_beside_persistent(total, lengths.back(), persistent_heads,
+                                            persistent_kv_heads, sms)
+             : 0;
+    if (beside > 0) {
       // Will the persistent kernel run (cuda_block_attention's rule)? Its grouped units do not
       // depend on the piece length; skip_rows is ignored here (it only drops block 0's tiles).
       int64_t nc = 0, np = 0;
@@ -182,7 +224,6 @@ Status make_cuda_block_plan(const BlockLayout& layout,
       kernels::build_attention_work(lengths.data(), nb, split_keys, scratch.data(),
                                     scratch_combine.data(), &nc, &np);
       const int64_t grouped = n - kernels::partition_streamed_items(scratch.data(), n);
-      const int64_t sms = at::cuda::getDeviceProperties(device.index())->multiProcessorCount;
       if (grouped * persistent_kv_heads >= kPersistentUnitsPerSm * sms) {
         split_keys = beside;
       }
@@ -866,7 +907,7 @@ bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t
 }
 
 Status make_cuda_block_plan(
-    const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t, bool, int64_t) {
+    const BlockLayout&, c10::Device, int64_t, CudaBlockPlan*, int64_t, bool, int64_t, int64_t) {
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 

@@ -86,15 +86,20 @@ int64_t auto_split_keys(int64_t num_tokens);
 
 /// The split-K piece length when the grouped items will run on the persistent kernel with the
 /// query block's pieces beside it on a second stream (make_cuda_block_plan's
-/// `persistent_kv_heads`): 512 keys up to 32,768 tokens, where short pieces fill the SMs the
-/// persistent CTAs leave at its end; 0 above (auto_split_keys() and one stream). Measured on the
-/// H200 (docs/BENCHMARKS.md, session 17: the pass's attention stage, Mistral-7B shape, 512 vs
-/// auto_split_keys()): N = 50 3.19-3.21 -> 2.65-2.66 ms, N = 100 4.56-4.63 -> 4.32-4.33 (384: 4.43,
-/// 640: 4.41, 768: 4.58), N = 200 8.70-8.74 -> 7.87-7.88; N = 500 16.7 ms with 4,096-key pieces on
-/// one stream against 17.7-18.5 with 512-2,048 beside the persistent kernel. Without the
-/// persistent kernel the automatic length stays (Mistral N = 20 1.57 vs 1.66 ms with 512; Qwen2.5
-/// N = 100 1.15-1.18 vs 1.32).
-int64_t split_keys_beside_persistent(int64_t num_tokens);
+/// `persistent_kv_heads`), for a prompt of `num_tokens` tokens whose query block has `query_rows`
+/// rows, a model of `num_heads` query and `num_kv_heads` KV heads and a GPU of `sms` SMs: 0 above
+/// 32,768 tokens (auto_split_keys() and one stream: N = 500 16.7 ms with 4,096-key pieces against
+/// 17.7-18.5 with 512-2,048 beside the persistent kernel, session 17). Up to there, the piece
+/// length of 4-16 tiles (256-1,024 keys) whose streamed CTAs (one per piece and pack of heads, two
+/// per SM) take the fewest rounds x (tiles + 2): a partly filled last round of pieces costs as much
+/// as a full one. Measured on the H200 (docs/BENCHMARKS.md; the pass's attention stage, Mistral-7B
+/// shape): session 17, N = 100, 384 / 512 / 640 / 768 keys 4.43 / 4.32 / 4.41 / 4.58 ms (this
+/// rule's costs 24 / 20 / 24 / 28); session 19, N = 100 448 / 512 / 832 keys 4.69-4.74 / 4.79-4.82
+/// / 4.59-4.65 ms (18 / 20 / 15), N = 200 512 / 832 / 896 keys 8.58-8.60 / 8.17-8.24 / 8.23-8.24
+/// ms (40 / 30 / 32). It gives 448 keys at N = 50, 832 at N = 100 and N = 200. 512 where the
+/// shapes make no sense (no pieces to count). Pure arithmetic (also in the CPU build).
+int64_t split_keys_beside_persistent(
+    int64_t num_tokens, int64_t query_rows, int64_t num_heads, int64_t num_kv_heads, int64_t sms);
 
 /// Grouped (item, KV head) units per SM below which every item runs one CTA per query head
 /// instead (CudaBlockPlan::num_streamed_items -1): 2 for the mma.sync kernel, this for the
@@ -124,9 +129,10 @@ bool cuda_kernels_usable(c10::Device device,
 /// not needed, only their keys); tiles straddling it are kept whole. `longest_first` orders the
 /// grouped items as kernels::partition_streamed_items does (false: document order, for A/B runs;
 /// same output). `persistent_kv_heads`: the KV heads of the model that will run the plan when its
-/// head_dim is 128, else 0; on an sm_90 device, with split_keys <= 0 and at least
-/// kPersistentUnitsPerSm grouped units per SM (the persistent kernel will run) the pieces are then
-/// split_keys_beside_persistent() long where that is non-zero (any length gives the same output).
+/// head_dim is 128, else 0, and `persistent_heads` its query heads; on an sm_90 device, with
+/// split_keys <= 0 and at least kPersistentUnitsPerSm grouped units per SM (the persistent kernel
+/// will run) the pieces are then split_keys_beside_persistent() long where that is non-zero (any
+/// length gives the same output).
 /// kUnimplemented without the kernels; kInvalidArgument for a layout with fewer than 3 blocks, an
 /// empty block, more than 2^31 tokens or skip_rows beyond block 0.
 Status make_cuda_block_plan(const BlockLayout& layout,
@@ -135,7 +141,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
                             CudaBlockPlan* plan,
                             int64_t skip_rows = 0,
                             bool longest_first = true,
-                            int64_t persistent_kv_heads = 0);
+                            int64_t persistent_kv_heads = 0,
+                            int64_t persistent_heads = 0);
 
 /// RoPE still to be applied to Q, for cuda_block_attention: cuda_rope_table's table for token rows
 /// [row0, T), those rows' positions, and inv_freq (as cuda_rope_inplace takes them).

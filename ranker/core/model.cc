@@ -1318,7 +1318,8 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
       BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(
           layout, m.options.device, split_keys, &cuda_plan, /*skip_rows=*/fused ? cached : 0,
           longest_first,
-          /*persistent_kv_heads=*/m.config.head_dim == 128 ? m.config.num_kv_heads : 0));
+          /*persistent_kv_heads=*/m.config.head_dim == 128 ? m.config.num_kv_heads : 0,
+          /*persistent_heads=*/m.config.num_heads));
     }
     const double host_planned = profile ? ms_since() : 0.0;
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];

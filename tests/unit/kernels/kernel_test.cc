@@ -293,15 +293,15 @@ TEST_F(KernelTest, PlanPiecesBesideThePersistentKernel) {
   };
   const bool hopper = kernels::block_attention_sm90_supported(device_.index());
   internal::CudaBlockPlan plan;
-  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 8));
-  EXPECT_EQ(plan.split_keys, hopper ? 512 : 1024);
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 8, 32));
+  EXPECT_EQ(plan.split_keys, hopper ? 832 : 1024);
   ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan));
   EXPECT_EQ(plan.split_keys, 1024);
-  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 1));
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 0, &plan, 0, true, 1, 4));
   EXPECT_EQ(plan.split_keys, 1024);  // 200 units: under 4 per SM
-  ASSERT_OK(internal::make_cuda_block_plan(layout_of(500), device_, 0, &plan, 0, true, 8));
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(500), device_, 0, &plan, 0, true, 8, 32));
   EXPECT_EQ(plan.split_keys, 4096);
-  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 768, &plan, 0, true, 8));
+  ASSERT_OK(internal::make_cuda_block_plan(layout_of(100), device_, 768, &plan, 0, true, 8, 32));
   EXPECT_EQ(plan.split_keys, 768);  // an explicit length wins
 }
 

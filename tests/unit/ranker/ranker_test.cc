@@ -304,16 +304,39 @@ TEST(CudaPlanTest, AutoSplitKeysGrowsWithThePrompt) {
   }
 }
 
-// Beside the persistent attention kernel the pieces are 512 keys up to 32,768 tokens (they fill
-// its last round), and the automatic rule (one stream) above.
-TEST(CudaPlanTest, ShortPiecesBesideThePersistentKernel) {
-  EXPECT_EQ(internal::split_keys_beside_persistent(6'496), 512);   // N = 50
-  EXPECT_EQ(internal::split_keys_beside_persistent(12'896), 512);  // N = 100
-  EXPECT_EQ(internal::split_keys_beside_persistent(25'696), 512);  // N = 200
-  EXPECT_EQ(internal::split_keys_beside_persistent(32'768), 512);
-  EXPECT_EQ(internal::split_keys_beside_persistent(32'769), 0);
-  EXPECT_EQ(internal::split_keys_beside_persistent(64'096), 0);  // N = 500
-  EXPECT_TRUE(internal::auto_side_stream(internal::split_keys_beside_persistent(12'896)));
+// Beside the persistent attention kernel (up to 32,768 tokens) the piece length is the one whose
+// streamed CTAs take the fewest rounds x (tiles + 2), 4-16 tiles; the automatic rule (one stream)
+// above. Mistral-7B shape (32 / 8 heads, a 32-row query block) on the H200's 132 SMs.
+TEST(CudaPlanTest, PiecesBesideThePersistentKernelFillWholeRounds) {
+  const auto beside = [](int64_t t, int64_t q = 32, int64_t hq = 32, int64_t hkv = 8) {
+    return internal::split_keys_beside_persistent(t, q, hq, hkv, 132);
+  };
+  // N = 50: 15 pieces x 16 packs = 240 CTAs, one round of 7 tiles (512 keys: 13 x 16 = 208, 8).
+  EXPECT_EQ(beside(6'496), 448);
+  // N = 100: 16 x 16 = 256 CTAs in one round of 13 tiles, against two rounds of 8 with 512 keys
+  // (26 x 16 = 416 CTAs for 264 slots).
+  EXPECT_EQ(beside(12'896), 832);
+  EXPECT_EQ(beside(25'696), 832);  // N = 200: 31 x 16 = 496 CTAs, two rounds of 13
+  EXPECT_EQ(beside(32'769), 0);
+  EXPECT_EQ(beside(64'096), 0);  // N = 500
+  // A 16-row query block packs 4 heads: half the CTAs, so 256-key pieces still fit one round at
+  // N = 20 (42 tiles: 11 pieces x 8 = 88 CTAs).
+  EXPECT_EQ(beside(2'640, 16), 256);
+  // Shapes without pieces to count fall back to 512.
+  EXPECT_EQ(beside(12'896, 0), 512);
+  EXPECT_EQ(beside(12'896, 32, 30, 8), 512);
+  for (int64_t t = 64; t <= 32'768; t += 641) {
+    for (const int64_t q : {1, 16, 32, 33, 64, 200}) {
+      if (q > t) {
+        continue;
+      }
+      const int64_t s = beside(t, q);
+      EXPECT_EQ(s % 64, 0) << t << " " << q;
+      EXPECT_GE(s, 256) << t << " " << q;
+      EXPECT_LE(s, 1024) << t << " " << q;
+      EXPECT_TRUE(internal::auto_side_stream(s));
+    }
+  }
 }
 
 // The lane order's column map (pure arithmetic, also in the CPU build): per head of 128 a

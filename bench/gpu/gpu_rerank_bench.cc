@@ -249,11 +249,12 @@ int main(int argc, char** argv) {
       const at::Tensor k = at::randn({t, c.num_kv_heads, c.head_dim}, opt);
       const at::Tensor v = at::randn({t, c.num_kv_heads, c.head_dim}, opt);
       blockrank::internal::CudaBlockPlan plan;
-      // The split the model's pass would choose (persistent_kv_heads as Model::score_documents).
+      // The split the model's pass would choose (persistent_kv_heads and persistent_heads as
+      // Model::score_documents).
       const int64_t persistent_kv_heads = c.head_dim == 128 ? c.num_kv_heads : 0;
       s = blockrank::internal::make_cuda_block_plan(layout, lo.device,
                                                     blockrank::internal::kDefaultSplitKeys, &plan,
-                                                    0, true, persistent_kv_heads);
+                                                    0, true, persistent_kv_heads, c.num_heads);
       if (!s.is_ok()) {
         std::fprintf(stderr, "gpu_rerank_bench: %s\n", s.to_string().c_str());
         return 1;

@@ -123,6 +123,6 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
         gemm(n, 0, T)
     torch.mm(XA, GU.t(), out=GUO)
     torch.cuda.synchronize()
-for evt in prof.key_averages():
-    if evt.device_type is not None and "gemm" in evt.key.lower() or "xmma" in evt.key.lower():
-        print("kernel:", evt.key)
+for evt in prof.events():
+    if evt.device_type == torch.autograd.DeviceType.CUDA:
+        print("kernel:", evt.name)

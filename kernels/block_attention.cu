@@ -437,6 +437,15 @@ cudaError_t launch(const BlockAttentionParams& p,
   const int64_t streamed_ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_heads;
   const int64_t ctas =
       streamed_ctas + static_cast<int64_t>(p.num_items - p.num_streamed_items) * p.num_kv_heads;
+  // The streamed items' CTAs alone (beside or before the persistent kernel): the wgmma pieces
+  // kernel with p.wgmma_pieces, else the mma.sync kernel's per-head CTAs.
+  const auto launch_streamed = [&](cudaStream_t s) -> cudaError_t {
+    if (D == 128 && p.wgmma_pieces != 0) {
+      return block_attention_pieces_sm90(p, s);
+    }
+    blockrank_attention_kernel<D><<<static_cast<unsigned>(streamed_ctas), kThreads, smem, s>>>(p);
+    return cudaGetLastError();
+  };
   if (D == 128 && p.wgmma_grouped != 0 && side != nullptr && streamed_ctas > 0 &&
       p.num_items > p.num_streamed_items) {
     // The persistent kernel first, on the side stream; the per-head CTAs on `stream` fill the SMs
@@ -449,9 +458,7 @@ cudaError_t launch(const BlockAttentionParams& p,
       err = block_attention_grouped_sm90(p, side->stream);
     }
     if (err == cudaSuccess) {
-      blockrank_attention_kernel<D>
-          <<<static_cast<unsigned>(streamed_ctas), kThreads, smem, stream>>>(p);
-      err = cudaGetLastError();
+      err = launch_streamed(stream);
     }
     if (err == cudaSuccess) {
       err = cudaEventRecord(side->join, side->stream);
@@ -462,9 +469,7 @@ cudaError_t launch(const BlockAttentionParams& p,
   } else if (D == 128 && p.wgmma_grouped != 0) {
     // The per-head CTAs here, the grouped ones on the persistent kernel.
     if (streamed_ctas > 0) {
-      blockrank_attention_kernel<D>
-          <<<static_cast<unsigned>(streamed_ctas), kThreads, smem, stream>>>(p);
-      err = cudaGetLastError();
+      err = launch_streamed(stream);
       if (err != cudaSuccess) {
         return err;
       }

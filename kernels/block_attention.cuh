@@ -109,6 +109,11 @@ struct BlockAttentionParams {
   /// kAttentionResidentTiles (the caller's guarantee; CudaBlockPlan::max_split_tiles). Other
   /// values: cudaErrorInvalidValue.
   int32_t wgmma_grouped;
+  /// With wgmma_grouped 3, non-zero: the streamed items on block_attention_sm90.cuh's pieces
+  /// kernel instead of mma.sync, which needs every streamed item a split-K piece (partial >= 0) of
+  /// token keys (a_end 0) with at most 32 rows, 4 query heads per KV head and head_dim 128 (the
+  /// caller's guarantee: CudaBlockPlan::streamed_token_pieces).
+  int32_t wgmma_pieces;
   /// 0: out holds each head's columns in order. 1 (head_dim 128 only): the lane order, a fixed
   /// permutation of each head's 128 columns, column c = 32 a + 8 b + 2 m + e (a, b, m < 4, e < 2)
   /// stored at 32 a + 8 m + 2 b + e (lane_order_column(); it is its own inverse). That is the

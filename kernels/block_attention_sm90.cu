@@ -715,12 +715,241 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The streamed split-K pieces of token keys (the query block's) on wgmma,
+// BlockAttentionParams::wgmma_pieces (bench/gpu/NOTES.md, session 19: on mma.sync each warp reads a
+// whole K and V tile from shared memory for its 16 rows, which bounds those CTAs). One CTA per
+// (piece, KV head): a producer warp streams the piece's K/V tiles through a ring of kPieceStages
+// slots; two consumer warpgroups each hold a 64-row Q tile of two query heads of the group stacked
+// (rows 0-31 head 2 w, rows 32-63 head 2 w + 1: the item's at most 32 rows each, two 32-row TMA
+// boxes) and run, per key tile, S = Q Kᵀ, the online softmax (running maximum and sum, O rescaled)
+// and O += P V; at the end the unnormalised O and (maximum in log2 units, sum) per row go to the
+// item's partial slot, as attention_rows::write leaves them for the combine. Preconditions (the
+// host's, CudaBlockPlan::streamed_token_pieces): head_dim 128, a group of 4 query heads per KV
+// head, every streamed item a split-K piece (partial >= 0) of token keys (a_end 0) with at most 32
+// rows; Q already rotated.
+// ---------------------------------------------------------------------------------------------
+constexpr int kPieceStages = 4;
+constexpr int kPieceGroup = 4;
+constexpr int kPieceThreads = 256 + 32;  // two consumer warpgroups, the producer warp
+// The ring (K tile, then V tile per stage), a Q tile per warpgroup, the barriers' slot, alignment.
+constexpr size_t kPieceSmem = size_t{kPieceStages} * 2 * kTileBytes + 2 * kTileBytes + 1024 + 1024;
+static_assert(kPieceSmem <= 232448, "over the 227 KB of dynamic shared memory per block");
+
+__device__ __forceinline__ void issue_pv_acc(float (&o)[64],
+                                             const uint32_t (&pa)[4][4],
+                                             const uint8_t* v_s,
+                                             bool accumulate) {
+  const uint64_t dv = smem_desc_mn(v_s, kPanel, 1024);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    wgmma_m64n128k16_rs(o, pa[kk], desc_plus(dv, kk * 2048), accumulate || kk > 0);
+  }
+  wgmma_commit();
+}
+
+__global__ void __launch_bounds__(kPieceThreads, 1)
+    blockrank_attention_pieces_kernel(const BlockAttentionParams p,
+                                      const __grid_constant__ CUtensorMap map_q32,
+                                      const __grid_constant__ CUtensorMap map_k,
+                                      const __grid_constant__ CUtensorMap map_v) {
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* const base =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* const q_slots = base + kPieceStages * 2 * kTileBytes;
+  auto* const bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
+  uint64_t* const full = bars;                  // [kPieceStages] the stage's K and V landed
+  uint64_t* const empty = bars + kPieceStages;  // [kPieceStages] both warpgroups are done with it
+  uint64_t* const q_full = bars + 2 * kPieceStages;  // [2] warpgroup w's Q landed
+
+  const int item = static_cast<int>(blockIdx.x) / p.num_kv_heads;
+  const int kv_head = static_cast<int>(blockIdx.x) % p.num_kv_heads;
+  const AttentionWorkItem it = p.items[item];
+  const int num_tiles = (it.key_end - it.key_begin + 63) / 64;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kPieceStages; ++i) {
+      mbar_init(&full[i], 1);
+      mbar_init(&empty[i], 2);
+    }
+    mbar_init(&q_full[0], 1);
+    mbar_init(&q_full[1], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x >= 256) {  // the producer warp
+    if (threadIdx.x == 256) {
+      for (int w = 0; w < 2; ++w) {
+        uint8_t* const slot = q_slots + w * kTileBytes;
+        mbar_expect_tx(&q_full[w], kTileBytes);
+        for (int hh = 0; hh < 2; ++hh) {
+          const int head = kv_head * kPieceGroup + 2 * w + hh;
+          tma_load(slot + hh * 32 * 128, &map_q32, head * kD, it.row_begin, &q_full[w]);
+          tma_load(slot + kPanel + hh * 32 * 128, &map_q32, head * kD + 64, it.row_begin,
+                   &q_full[w]);
+        }
+      }
+      for (int i = 0; i < num_tiles; ++i) {
+        const int st = i % kPieceStages;
+        if (i >= kPieceStages) {
+          mbar_wait(&empty[st], ((i / kPieceStages) - 1) & 1);
+        }
+        uint8_t* const kt = base + st * 2 * kTileBytes;
+        uint8_t* const vt = kt + kTileBytes;
+        const int row = it.key_begin + 64 * i;
+        mbar_expect_tx(&full[st], 2 * kTileBytes);
+        tma_load(kt, &map_k, kv_head * kD, row, &full[st]);
+        tma_load(kt + kPanel, &map_k, kv_head * kD + 64, row, &full[st]);
+        tma_load(vt, &map_v, kv_head * kD, row, &full[st]);
+        tma_load(vt + kPanel, &map_v, kv_head * kD + 64, row, &full[st]);
+      }
+    }
+    return;
+  }
+  const int w = static_cast<int>(threadIdx.x) / 128, tid = static_cast<int>(threadIdx.x) % 128;
+  const int warp = tid / 32, lane = tid % 32, t4 = lane & 3;
+  // Tile rows 0-31: head 2 w, rows 32-63: head 2 w + 1; tile row r is the item's row r % 32.
+  const int head = kv_head * kPieceGroup + 2 * w + (warp >> 1);
+  const int lr0 = (warp & 1) * 16 + (lane >> 2), lr1 = lr0 + 8;
+  const int row0 = it.row_begin + lr0, row1 = it.row_begin + lr1;
+  const bool valid0 = row0 < it.row_end, valid1 = row1 < it.row_end;
+  const uint8_t* const q_s = q_slots + w * kTileBytes;
+  const float scale_log2 = p.scale * kLog2e;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float o[64];
+#pragma unroll
+  for (int e = 0; e < 64; ++e) {
+    o[e] = 0.f;
+  }
+  mbar_wait(&q_full[w], 0);
+  for (int i = 0; i < num_tiles; ++i) {
+    const int st = i % kPieceStages;
+    mbar_wait(&full[st], (i / kPieceStages) & 1);
+    const uint8_t* const kt = base + st * 2 * kTileBytes;
+    float sc[1][32];
+    issue_s<1>(sc, q_s, kt);
+    wgmma_wait<0>();
+    fence_s<1>(sc);
+    // Keys first + c: visible below key_end and up to the row (the query block's own keys).
+    const int first = it.key_begin + 64 * i;
+    if (first + 64 > it.key_end || first + 63 > it.row_begin) {
+      const int lim0 = valid0 ? min(it.key_end - 1, row0) - first - 2 * t4 : -1;
+      const int lim1 = valid1 ? min(it.key_end - 1, row1) - first - 2 * t4 : -1;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float& x = sc[0][nt * 4 + e];
+          x = nt * 8 + (e & 1) <= (e < 2 ? lim0 : lim1) ? x : -INFINITY;
+        }
+      }
+    }  // (rows past the item: finite scores, never written)
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      mx0 = fmaxf(mx0, fmaxf(sc[0][nt * 4], sc[0][nt * 4 + 1]));
+      mx1 = fmaxf(mx1, fmaxf(sc[0][nt * 4 + 2], sc[0][nt * 4 + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
+    // In log2 units; a row that has seen nothing keeps max -inf and subtracts 0 instead.
+    const float base0 = new0 == -INFINITY ? 0.f : new0 * scale_log2;
+    const float base1 = new1 == -INFINITY ? 0.f : new1 * scale_log2;
+    const float alpha0 = fast_exp2(m0 * scale_log2 - base0);
+    const float alpha1 = fast_exp2(m1 * scale_log2 - base1);
+    m0 = new0;
+    m1 = new1;
+    float sum0 = 0.f, sum1 = 0.f;
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      float* x = &sc[0][nt * 4];
+      x[0] = fast_exp2(fmaf(x[0], scale_log2, -base0));
+      x[1] = fast_exp2(fmaf(x[1], scale_log2, -base0));
+      x[2] = fast_exp2(fmaf(x[2], scale_log2, -base1));
+      x[3] = fast_exp2(fmaf(x[3], scale_log2, -base1));
+      sum0 += x[0] + x[1];
+      sum1 += x[2] + x[3];
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const float* a = &sc[0][8 * kk];
+      pa[kk][0] = pack_bf16x2(a[0], a[1]);
+      pa[kk][1] = pack_bf16x2(a[2], a[3]);
+      pa[kk][2] = pack_bf16x2(a[4], a[5]);
+      pa[kk][3] = pack_bf16x2(a[6], a[7]);
+    }
+    l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
+    l1 = l1 * alpha1 + sum1;
+    if (i > 0) {
+#pragma unroll
+      for (int dt = 0; dt < kD / 8; ++dt) {
+        o[dt * 4] *= alpha0;
+        o[dt * 4 + 1] *= alpha0;
+        o[dt * 4 + 2] *= alpha1;
+        o[dt * 4 + 3] *= alpha1;
+      }
+    }
+    issue_pv_acc(o, pa, kt + kTileBytes, i > 0);
+    wgmma_wait<0>();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        fence_operand(pa[kk][e]);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 64; ++e) {
+      fence_operand(o[e]);
+    }
+    warpgroup_sync(w);  // every thread's MMAs on this stage are done
+    if (tid == 0) {
+      mbar_arrive(&empty[st]);
+    }
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
+  float* const po = p.partial_out + slot * kAttentionTileRows * kD;
+  float* const pml = p.partial_ml + slot * kAttentionTileRows * 2;
+#pragma unroll
+  for (int dt = 0; dt < kD / 8; ++dt) {
+    const int c = dt * 8 + 2 * t4;
+    if (valid0) {
+      *reinterpret_cast<float2*>(po + lr0 * kD + c) = make_float2(o[dt * 4], o[dt * 4 + 1]);
+    }
+    if (valid1) {
+      *reinterpret_cast<float2*>(po + lr1 * kD + c) = make_float2(o[dt * 4 + 2], o[dt * 4 + 3]);
+    }
+  }
+  if (t4 == 0) {  // the combine works in log2 units
+    if (valid0) {
+      pml[lr0 * 2] = m0 == -INFINITY ? -INFINITY : m0 * scale_log2;
+      pml[lr0 * 2 + 1] = l0;
+    }
+    if (valid1) {
+      pml[lr1 * 2] = m1 == -INFINITY ? -INFINITY : m1 * scale_log2;
+      pml[lr1 * 2 + 1] = l1;
+    }
+  }
+}
+
 // 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes (one panel
 // of a Q, K or V tile).
-bool make_attention_map(
-    CUtensorMap* map, const void* ptr, int64_t rows, int64_t cols, int64_t row_stride) {
+bool make_attention_map(CUtensorMap* map,
+                        const void* ptr,
+                        int64_t rows,
+                        int64_t cols,
+                        int64_t row_stride,
+                        uint32_t box_rows = 64) {
   return sm90::encode_bf16_map(map, ptr, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols),
-                               static_cast<uint64_t>(row_stride), 64);
+                               static_cast<uint64_t>(row_stride), box_rows);
 }
 
 }  // namespace
@@ -772,6 +1001,38 @@ cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& p, cudaStre
   const int64_t grid = units < sms ? units : sms;
   blockrank_attention_tma_kernel<<<static_cast<unsigned>(grid), kTmaThreads, kTmaSmem, stream>>>(
       p, map_q, map_k, map_v);
+  return cudaGetLastError();
+}
+
+cudaError_t block_attention_pieces_sm90(const BlockAttentionParams& p, cudaStream_t stream) {
+  if (p.head_dim != kD || p.num_kv_heads <= 0 || p.num_heads != kPieceGroup * p.num_kv_heads ||
+      p.num_streamed_items < 0 || p.num_streamed_items > p.num_items || !(p.scale > 0.f) ||
+      p.q_head_stride != kD || p.k_head_stride != kD || p.v_head_stride != kD ||
+      p.q_row_stride % 8 != 0 || p.k_row_stride % 8 != 0 || p.v_row_stride % 8 != 0 ||
+      p.partial_out == nullptr || p.partial_ml == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t ctas = static_cast<int64_t>(p.num_streamed_items) * p.num_kv_heads;
+  if (ctas == 0) {
+    return cudaSuccess;
+  }
+  CUtensorMap map_q32, map_k, map_v;
+  if (!make_attention_map(&map_q32, p.q, p.num_tokens, int64_t{p.num_heads} * kD, p.q_row_stride,
+                          32) ||
+      !make_attention_map(&map_k, p.k, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                          p.k_row_stride) ||
+      !make_attention_map(&map_v, p.v, p.num_tokens, int64_t{p.num_kv_heads} * kD,
+                          p.v_row_stride)) {
+    return cudaErrorInvalidValue;
+  }
+  const cudaError_t err = cudaFuncSetAttribute(blockrank_attention_pieces_kernel,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(kPieceSmem));
+  if (err != cudaSuccess) {
+    return err;
+  }
+  blockrank_attention_pieces_kernel<<<static_cast<unsigned>(ctas), kPieceThreads, kPieceSmem,
+                                      stream>>>(p, map_q32, map_k, map_v);
   return cudaGetLastError();
 }
 

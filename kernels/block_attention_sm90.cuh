@@ -30,6 +30,13 @@ bool block_attention_sm90_supported(int device);
 /// launch error.
 cudaError_t block_attention_grouped_sm90(const BlockAttentionParams& params, cudaStream_t stream);
 
+/// Runs the streamed items [0, num_streamed_items) x KV heads on wgmma (BlockAttentionParams::
+/// wgmma_pieces): every one a split-K piece (partial >= 0) of token keys (a_end 0) of at most 32
+/// rows, four query heads per KV head, head_dim 128 (the caller's guarantee). Writes their partial
+/// slots; the combine is the caller's. cudaErrorInvalidValue for another shape or strides, else
+/// the launch error.
+cudaError_t block_attention_pieces_sm90(const BlockAttentionParams& params, cudaStream_t stream);
+
 }  // namespace kernels
 }  // namespace blockrank
 

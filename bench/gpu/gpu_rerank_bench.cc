@@ -313,6 +313,15 @@ int main(int argc, char** argv) {
         if (kernel == 3) {  // the persistent kernel beside the streamed items, on a second stream
           whole.side_stream = 1;
           variants.push_back({"all items, grouped on " + tag + ", two streams", whole, {}});
+          // The streamed pieces on mma.sync instead of the wgmma pieces kernel (where it applies).
+          whole.wgmma_pieces = 0;
+          variants.push_back(
+              {"all items, grouped on " + tag + ", two streams, mma.sync pieces", whole, {}});
+          blockrank::internal::CudaBlockPlan longs = long_only;
+          longs.wgmma_pieces = 1;
+          variants.push_back({"long items only, wgmma pieces", longs, {}});
+          longs.wgmma_pieces = 0;
+          variants.push_back({"long items only, mma.sync pieces", longs, {}});
         }
       }
       {

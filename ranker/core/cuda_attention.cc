@@ -304,6 +304,12 @@ Status make_cuda_block_plan(const BlockLayout& layout,
     }
   }
   plan->long_item_rows.resize(merged);
+  plan->streamed_token_pieces = streamed > 0;
+  for (int64_t i = 0; i < streamed; ++i) {
+    const kernels::AttentionWorkItem& it = items[i];
+    plan->streamed_token_pieces = plan->streamed_token_pieces && it.partial >= 0 && it.a_end == 0 &&
+                                  it.row_end - it.row_begin <= 32;
+  }
   plan->max_split_tiles = max_split_tiles;
   plan->num_combine = kept_combine;
   plan->num_partials = num_partials;
@@ -449,6 +455,12 @@ Status cuda_block_attention(const at::Tensor& q_in,
   p.partial_ml = partial_ml.defined() ? partial_ml.data_ptr<float>() : nullptr;
   p.wgmma_grouped = tma_layout && p.num_streamed_items == plan.num_long_items ? 3 : 0;
   p.out_lane_order = lane_order ? 1 : 0;
+  // The streamed items (then exactly the long ones) on the wgmma pieces kernel: CudaBlockPlan::
+  // wgmma_pieces, BLOCKRANK_ATTENTION_WGMMA_PIECES when -1 (on unless 0).
+  static const bool pieces_env = env_switch("BLOCKRANK_ATTENTION_WGMMA_PIECES", true);
+  const bool pieces_on = plan.wgmma_pieces < 0 ? pieces_env : plan.wgmma_pieces != 0;
+  p.wgmma_pieces =
+      pieces_on && p.wgmma_grouped == 3 && plan.streamed_token_pieces && hq == 4 * hkv ? 1 : 0;
   if (q_rope != nullptr) {
     const int64_t r0 = q_rope->row0, n = t - r0;
     if (r0 < 0 || r0 > t || !q_rope->cos_sin.defined() || q_rope->cos_sin.size(0) != n ||

@@ -58,6 +58,15 @@ struct CudaBlockPlan {
   /// BLOCKRANK_ATTENTION_SIDE_STREAM says (0 off, another value on), else auto_side_stream().
   /// Same output either way.
   int side_stream = -1;
+  /// Items [0, num_long_items) are all split-K pieces of token keys (a_end 0: the query block's)
+  /// of at most 32 rows: what the wgmma pieces kernel takes (with 4 query heads per KV head and
+  /// head_dim 128).
+  bool streamed_token_pieces = false;
+  /// With the persistent kernel: non-zero runs the streamed items on the wgmma pieces kernel
+  /// (kernels::block_attention_pieces_sm90) where streamed_token_pieces and the shapes allow, 0 on
+  /// mma.sync, -1 (default) as BLOCKRANK_ATTENTION_WGMMA_PIECES says (on unless 0). Same output
+  /// either way (fp32 summation order apart).
+  int wgmma_pieces = -1;
   /// The query block's split-K piece length the plan was built with (keys).
   int64_t split_keys = 0;
   /// The token rows of items [0, num_long_items) as sorted, disjoint [begin, end) ranges (host):

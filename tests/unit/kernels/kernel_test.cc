@@ -87,10 +87,12 @@ class KernelTest : public ::testing::Test {
 };
 
 // `tma_runs`, when given, counts the variants whose grouped items ran on the persistent TMA kernel.
+// `pieces_runs`, when given, counts those whose streamed pieces ran on the wgmma pieces kernel.
 void run_attention_case(const Shape& sh,
                         std::mt19937& rng,
                         const at::Device& device,
-                        int* tma_runs = nullptr) {
+                        int* tma_runs = nullptr,
+                        int* pieces_runs = nullptr) {
   c10::InferenceMode guard;
   std::uniform_int_distribution<int64_t> len(1, sh.max_doc_len);
   BlockLayout layout;
@@ -114,7 +116,9 @@ void run_attention_case(const Shape& sh,
   // the persistent TMA kernel (head_dim 128 on Hopper where the layout fits; else mma.sync again),
   // beside the streamed items on a second stream; last the automatic split on the persistent kernel
   // after them on one stream.
-  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items,
+  // The last: the automatic split on the persistent kernel with the streamed items on mma.sync
+  // instead of the wgmma pieces kernel (used before it where the plan allows).
+  const int64_t splits[] = {-1, plan.num_long_items, plan.num_items, 0, -1, plan.num_long_items, -1,
                             -1};
   for (size_t vi = 0; vi < std::size(splits); ++vi) {
     const int64_t streamed = splits[vi];
@@ -122,6 +126,7 @@ void run_attention_case(const Shape& sh,
     variant.num_streamed_items = streamed;
     variant.wgmma_grouped = vi >= 4 ? 3 : 0;
     variant.side_stream = vi == 6 ? 0 : 1;
+    variant.wgmma_pieces = vi == 7 ? 0 : 1;
     // Poison: the caching allocator hands the adapter's output this freed block back, so an
     // unwritten element shows up as NaN.
     { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
@@ -130,6 +135,10 @@ void run_attention_case(const Shape& sh,
     ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &out, &kernel));
     if (tma_runs != nullptr && kernel == 3) {
       ++*tma_runs;
+    }
+    if (pieces_runs != nullptr && kernel == 3 && variant.wgmma_pieces != 0 &&
+        plan.streamed_token_pieces && sh.ratio == 4 && d == 128) {
+      ++*pieces_runs;  // the streamed pieces ran on the wgmma pieces kernel
     }
     const at::Tensor o = out.view({t, hq, d});
     ASSERT_FALSE(o.isnan().any().item<bool>())
@@ -261,19 +270,26 @@ TEST_F(KernelTest, AttentionRandomShapes) {
 // kAttentionResidentTiles tiles with the instruction's and its own keys apart: the benchmark's
 // layout (64-token instruction, 128-token documents, Mistral's GQA 32 / 8), an odd group (7), a
 // group of 1 (the second warpgroup idle), instructions not a multiple of 64 and short documents,
-// more units than SMs (several per CTA, both K/V buffers reused) and fewer.
+// more units than SMs (several per CTA, both K/V buffers reused) and fewer. With GQA 4 and a query
+// block of at most 32 rows the streamed pieces run on the wgmma pieces kernel too: 1,024-key
+// pieces through its ring, 192 and 256 keys, a 16-row query block (pieces only where no document
+// is split: the kernel takes token-key pieces).
 TEST_F(KernelTest, AttentionPersistentTma) {
   std::mt19937 rng(5);
   const bool hopper = kernels::block_attention_sm90_supported(device_.index());
   for (const Shape& sh :
        {Shape{100, 128, 64, 32, 8, 4, 128, 1024}, Shape{200, 128, 40, 16, 2, 7, 128, 1024},
         Shape{50, 100, 1, 8, 3, 1, 128, 256}, Shape{7, 64, 63, 33, 1, 8, 128, 64},
-        Shape{500, 70, 17, 32, 8, 4, 128, 1024}}) {
-    int tma_runs = 0;
-    run_attention_case(sh, rng, device_, &tma_runs);
+        Shape{500, 70, 17, 32, 8, 4, 128, 1024}, Shape{60, 128, 64, 16, 8, 4, 128, 192},
+        Shape{30, 100, 64, 32, 2, 4, 128, 256}}) {
+    int tma_runs = 0, pieces_runs = 0;
+    run_attention_case(sh, rng, device_, &tma_runs, &pieces_runs);
     if (hopper) {
       EXPECT_GE(tma_runs, 1) << "the TMA kernel did not take N=" << sh.num_docs
                              << ", which it fits";
+      if (sh.ratio == 4 && sh.lq <= 32) {
+        EXPECT_GE(pieces_runs, 1) << "the wgmma pieces kernel did not take N=" << sh.num_docs;
+      }
     }
   }
 }

@@ -7,7 +7,8 @@
 // mma.sync path (bf16 output rounding apart). Built for sm_90a only (kernels/CMakeLists.txt);
 // block_attention_forward calls it when BlockAttentionParams::wgmma_grouped is 3. (A
 // one-CTA-per-item wgmma form with cp.async copies was here until session 11; it was never faster
-// end to end: docs/BENCHMARKS.md, session 8.)
+// end to end: docs/BENCHMARKS.md, session 8.) Also the streamed split-K pieces of the query block
+// on wgmma (block_attention_pieces_sm90, BlockAttentionParams::wgmma_pieces; session 19).
 //
 // Host launchers only; no torch headers (STYLE rule 9).
 #ifndef BLOCKRANK_KERNELS_BLOCK_ATTENTION_SM90_CUH_

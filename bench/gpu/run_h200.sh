@@ -35,11 +35,12 @@ if [[ $stages == *sanitize* ]]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # Racecheck leaves out the *MatchesAten cases: they call cuBLAS bf16 GEMMs, on which racecheck
   # runs past its timeout or fails inside the tool (bench/gpu/NOTES.md, sessions 11-12).
-  # Racecheck in three calls of up to 240 s each: since the attention checks also run Q's RoPE
+  # Racecheck in separate calls of up to 240 s each: since the attention checks also run Q's RoPE
   # inside the kernel (session 18) the one call ran past 240 s (the persistent kernel's cases
-  # alone take ~20 s).
+  # alone take ~20 s). The wgmma pieces kernel (session 19) runs in the Persistent-TMA cases.
   for run in "memcheck blockrank_ *Small*:*MatchesAten:*PersistentTma*" \
              "racecheck blockrank_attention_tma *PersistentTma*" \
+             "racecheck blockrank_attention_pieces *PersistentTma*" \
              "racecheck blockrank_ *Small*" \
              "racecheck blockrank_ *SwigluGemm*:*RopeGemm*"; do
     read -r tool kernels filter <<<"$run"

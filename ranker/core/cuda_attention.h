@@ -106,7 +106,10 @@ int64_t auto_split_keys(int64_t num_tokens);
 /// rule's costs 24 / 20 / 24 / 28); session 19, N = 100 448 / 512 / 832 keys 4.69-4.74 / 4.79-4.82
 /// / 4.59-4.65 ms (18 / 20 / 15), N = 200 512 / 832 / 896 keys 8.58-8.60 / 8.17-8.24 / 8.23-8.24
 /// ms (40 / 30 / 32). It gives 448 keys at N = 50, 832 at N = 100 and N = 200. 512 where the
-/// shapes make no sense (no pieces to count). Pure arithmetic (also in the CPU build).
+/// shapes make no sense (no pieces to count). The wgmma pieces kernel (one CTA per piece and KV
+/// head, one per SM) has the same rounds as the mma.sync kernel's two-head packs at two per SM
+/// for GQA 4 and a query block of 17-32 rows (with 16 rows or fewer it takes twice the rounds
+/// this counts). Pure arithmetic (also in the CPU build).
 int64_t split_keys_beside_persistent(
     int64_t num_tokens, int64_t query_rows, int64_t num_heads, int64_t num_kv_heads, int64_t sms);
 

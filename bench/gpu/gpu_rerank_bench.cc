@@ -326,9 +326,9 @@ int main(int argc, char** argv) {
       }
       {
         blockrank::internal::CudaBlockPlan doc_order;
-        s = blockrank::internal::make_cuda_block_plan(layout, lo.device,
-                                                      blockrank::internal::kDefaultSplitKeys,
-                                                      &doc_order, 0, false, persistent_kv_heads);
+        s = blockrank::internal::make_cuda_block_plan(
+            layout, lo.device, blockrank::internal::kDefaultSplitKeys, &doc_order, 0, false,
+            persistent_kv_heads, c.num_heads);
         if (s.is_ok()) {
           doc_order.side_stream = 0;  // against "all items, grouped on TMA kernel"
           variants.push_back({"all items, document order", doc_order, {}});

@@ -306,48 +306,12 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
         const bool full = kt + kTileKeys <= it.key_end &&
                           (kt + kTileKeys <= it.a_end ||
                            it.b_start + (kt + kTileKeys - 1 - it.a_end) <= it.row_begin);
-        if (!full) {
-          const int d0 = lim0 - kt - t4 * 2, d1 = lim1 - kt - t4 * 2;  // vs the column in the tile
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              s[nt][e] = nt * 8 + (e & 1) <= (e < 2 ? d0 : d1) ? s[nt][e] : -INFINITY;
-            }
-          }
+        const auto score = [&](int nt, int e) -> float& { return s[nt][e]; };
+        if (!full) {  // vs the column in the tile
+          attention_rows::mask_columns(score, lim0 - kt - t4 * 2, lim1 - kt - t4 * 2);
         }
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-          mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-        }
-        // A row's 64 columns are spread over the 4 lanes of its quad.
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
-        // In log2 units; a row that has seen nothing keeps max -inf and subtracts 0 instead, which
-        // keeps every exp2 of a -inf score at 0.
-        const float base0 = new0 == -INFINITY ? 0.f : new0 * scale_log2;
-        const float base1 = new1 == -INFINITY ? 0.f : new1 * scale_log2;
-        const float alpha0 = fast_exp2(m0 * scale_log2 - base0);
-        const float alpha1 = fast_exp2(m1 * scale_log2 - base1);
-        m0 = new0;
-        m1 = new1;
-        float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          s[nt][0] = fast_exp2(fmaf(s[nt][0], scale_log2, -base0));
-          s[nt][1] = fast_exp2(fmaf(s[nt][1], scale_log2, -base0));
-          s[nt][2] = fast_exp2(fmaf(s[nt][2], scale_log2, -base1));
-          s[nt][3] = fast_exp2(fmaf(s[nt][3], scale_log2, -base1));
-          sum0 += s[nt][0] + s[nt][1];
-          sum1 += s[nt][2] + s[nt][3];
-        }
-        l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
-        l1 = l1 * alpha1 + sum1;
+        const float2 alpha = attention_rows::online_softmax_tile(score, m0, m1, l0, l1, scale_log2);
+        const float alpha0 = alpha.x, alpha1 = alpha.y;
         if (i > 0) {  // O is still zero after no tile
 #pragma unroll
           for (int dt = 0; dt < D / 8; ++dt) {

@@ -830,67 +830,31 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
     issue_s<1>(sc, q_s, kt);
     wgmma_wait<0>();
     fence_s<1>(sc);
-    // Keys first + c: visible below key_end and up to the row (the query block's own keys).
+    // Keys first + c: visible below key_end and up to the row (the query block's own keys). Rows
+    // past the item keep finite scores; the combine never reads their slot rows.
+    const auto score = [&](int nt, int e) -> float& { return sc[0][nt * 4 + e]; };
     const int first = it.key_begin + 64 * i;
     if (first + 64 > it.key_end || first + 63 > it.row_begin) {
-      const int lim0 = valid0 ? min(it.key_end - 1, row0) - first - 2 * t4 : -1;
-      const int lim1 = valid1 ? min(it.key_end - 1, row1) - first - 2 * t4 : -1;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float& x = sc[0][nt * 4 + e];
-          x = nt * 8 + (e & 1) <= (e < 2 ? lim0 : lim1) ? x : -INFINITY;
-        }
-      }
-    }  // (rows past the item: finite scores, never written)
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(sc[0][nt * 4], sc[0][nt * 4 + 1]));
-      mx1 = fmaxf(mx1, fmaxf(sc[0][nt * 4 + 2], sc[0][nt * 4 + 3]));
+      attention_rows::mask_columns(score, valid0 ? min(it.key_end - 1, row0) - first - 2 * t4 : -1,
+                                   valid1 ? min(it.key_end - 1, row1) - first - 2 * t4 : -1);
     }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
-    // In log2 units; a row that has seen nothing keeps max -inf and subtracts 0 instead.
-    const float base0 = new0 == -INFINITY ? 0.f : new0 * scale_log2;
-    const float base1 = new1 == -INFINITY ? 0.f : new1 * scale_log2;
-    const float alpha0 = fast_exp2(m0 * scale_log2 - base0);
-    const float alpha1 = fast_exp2(m1 * scale_log2 - base1);
-    m0 = new0;
-    m1 = new1;
-    float sum0 = 0.f, sum1 = 0.f;
+    const float2 alpha = attention_rows::online_softmax_tile(score, m0, m1, l0, l1, scale_log2);
     uint32_t pa[4][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      float* x = &sc[0][nt * 4];
-      x[0] = fast_exp2(fmaf(x[0], scale_log2, -base0));
-      x[1] = fast_exp2(fmaf(x[1], scale_log2, -base0));
-      x[2] = fast_exp2(fmaf(x[2], scale_log2, -base1));
-      x[3] = fast_exp2(fmaf(x[3], scale_log2, -base1));
-      sum0 += x[0] + x[1];
-      sum1 += x[2] + x[3];
-    }
-#pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const float* a = &sc[0][8 * kk];
-      pa[kk][0] = pack_bf16x2(a[0], a[1]);
-      pa[kk][1] = pack_bf16x2(a[2], a[3]);
-      pa[kk][2] = pack_bf16x2(a[4], a[5]);
-      pa[kk][3] = pack_bf16x2(a[6], a[7]);
+      const float* x = &sc[0][8 * kk];
+      pa[kk][0] = pack_bf16x2(x[0], x[1]);
+      pa[kk][1] = pack_bf16x2(x[2], x[3]);
+      pa[kk][2] = pack_bf16x2(x[4], x[5]);
+      pa[kk][3] = pack_bf16x2(x[6], x[7]);
     }
-    l0 = l0 * alpha0 + sum0;  // per-lane partial sums; the quad is reduced once at the end
-    l1 = l1 * alpha1 + sum1;
     if (i > 0) {
 #pragma unroll
       for (int dt = 0; dt < kD / 8; ++dt) {
-        o[dt * 4] *= alpha0;
-        o[dt * 4 + 1] *= alpha0;
-        o[dt * 4 + 2] *= alpha1;
-        o[dt * 4 + 3] *= alpha1;
+        o[dt * 4] *= alpha.x;
+        o[dt * 4 + 1] *= alpha.x;
+        o[dt * 4 + 2] *= alpha.y;
+        o[dt * 4 + 3] *= alpha.y;
       }
     }
     issue_pv_acc(o, pa, kt + kTileBytes, i > 0);
@@ -911,33 +875,9 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
       mbar_arrive(&empty[st]);
     }
   }
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const int64_t slot = static_cast<int64_t>(it.partial) * p.num_heads + head;
-  float* const po = p.partial_out + slot * kAttentionTileRows * kD;
-  float* const pml = p.partial_ml + slot * kAttentionTileRows * 2;
-#pragma unroll
-  for (int dt = 0; dt < kD / 8; ++dt) {
-    const int c = dt * 8 + 2 * t4;
-    if (valid0) {
-      *reinterpret_cast<float2*>(po + lr0 * kD + c) = make_float2(o[dt * 4], o[dt * 4 + 1]);
-    }
-    if (valid1) {
-      *reinterpret_cast<float2*>(po + lr1 * kD + c) = make_float2(o[dt * 4 + 2], o[dt * 4 + 3]);
-    }
-  }
-  if (t4 == 0) {  // the combine works in log2 units
-    if (valid0) {
-      pml[lr0 * 2] = m0 == -INFINITY ? -INFINITY : m0 * scale_log2;
-      pml[lr0 * 2 + 1] = l0;
-    }
-    if (valid1) {
-      pml[lr1 * 2] = m1 == -INFINITY ? -INFINITY : m1 * scale_log2;
-      pml[lr1 * 2 + 1] = l1;
-    }
-  }
+  // The item's partial slot (it.partial >= 0): unnormalised O and (max in log2 units, sum).
+  attention_rows::write<kD>(p, it, head, lr0, t4, l0, l1, m0, m1, scale_log2,
+                            [&](int dt, int e) { return o[dt * 4 + e]; });
 }
 
 // 2-D bf16 tensor map over rows of `cols` elements `row_stride` apart, 64 x 64 boxes (one panel

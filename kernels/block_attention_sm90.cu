@@ -821,44 +821,57 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
   for (int e = 0; e < 64; ++e) {
     o[e] = 0.f;
   }
-  mbar_wait(&q_full[w], 0);
-  for (int i = 0; i < num_tiles; ++i) {
-    const int st = i % kPieceStages;
-    mbar_wait(&full[st], (i / kPieceStages) & 1);
-    const uint8_t* const kt = base + st * 2 * kTileBytes;
-    float sc[1][32];
-    issue_s<1>(sc, q_s, kt);
-    wgmma_wait<0>();
-    fence_s<1>(sc);
+  // Tile i's softmax on its landed S: the masks, the running maxima (m0, m1) and the per-lane
+  // partial sums (l0, l1) updated, P packed into `pa` as the register A operand of its P V, and
+  // the factors (a0, a1) by which O must be scaled before that P V.
+  // Reads S only (its registers are the next S MMA's: written here while the previous P V runs,
+  // ptxas would serialise the MMAs, C7513); the masked scores and probabilities live in `x`.
+  const auto softmax_tile = [&](const float(&sc)[1][32], int i, uint32_t(&pa)[4][4], float& a0,
+                                float& a1) {
+    float x[32];
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      x[e] = sc[0][e];
+    }
     // Keys first + c: visible below key_end and up to the row (the query block's own keys). Rows
     // past the item keep finite scores; the combine never reads their slot rows.
-    const auto score = [&](int nt, int e) -> float& { return sc[0][nt * 4 + e]; };
+    const auto score = [&](int nt, int e) -> float& { return x[nt * 4 + e]; };
     const int first = it.key_begin + 64 * i;
     if (first + 64 > it.key_end || first + 63 > it.row_begin) {
       attention_rows::mask_columns(score, valid0 ? min(it.key_end - 1, row0) - first - 2 * t4 : -1,
                                    valid1 ? min(it.key_end - 1, row1) - first - 2 * t4 : -1);
     }
     const float2 alpha = attention_rows::online_softmax_tile(score, m0, m1, l0, l1, scale_log2);
-    uint32_t pa[4][4];
+    a0 = alpha.x;
+    a1 = alpha.y;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const float* x = &sc[0][8 * kk];
-      pa[kk][0] = pack_bf16x2(x[0], x[1]);
-      pa[kk][1] = pack_bf16x2(x[2], x[3]);
-      pa[kk][2] = pack_bf16x2(x[4], x[5]);
-      pa[kk][3] = pack_bf16x2(x[6], x[7]);
+      const float* y = &x[8 * kk];
+      pa[kk][0] = pack_bf16x2(y[0], y[1]);
+      pa[kk][1] = pack_bf16x2(y[2], y[3]);
+      pa[kk][2] = pack_bf16x2(y[4], y[5]);
+      pa[kk][3] = pack_bf16x2(y[6], y[7]);
     }
+  };
+  // O *= (a0, a1) per row: before tile i's P V, and before any MMA is issued in between (else
+  // ptxas serialises the MMAs around the multiplies, C7513).
+  const auto rescale_o = [&](int i, float a0, float a1) {
     if (i > 0) {
 #pragma unroll
       for (int dt = 0; dt < kD / 8; ++dt) {
-        o[dt * 4] *= alpha.x;
-        o[dt * 4 + 1] *= alpha.x;
-        o[dt * 4 + 2] *= alpha.y;
-        o[dt * 4 + 3] *= alpha.y;
+        o[dt * 4] *= a0;
+        o[dt * 4 + 1] *= a0;
+        o[dt * 4 + 2] *= a1;
+        o[dt * 4 + 3] *= a1;
       }
     }
-    issue_pv_acc(o, pa, kt + kTileBytes, i > 0);
-    wgmma_wait<0>();
+  };
+  // O += P V of tile i (its stage's V), issued and committed.
+  const auto issue_tile_pv = [&](int i, const uint32_t(&pa)[4][4]) {
+    issue_pv_acc(o, pa, base + (i % kPieceStages) * 2 * kTileBytes + kTileBytes, i > 0);
+  };
+  // After the wait for tile i's P V: pins its operands, releases its stage.
+  const auto finish_tile_pv = [&](int i, uint32_t(&pa)[4][4]) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
@@ -872,8 +885,53 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
     }
     warpgroup_sync(w);  // every thread's MMAs on this stage are done
     if (tid == 0) {
-      mbar_arrive(&empty[st]);
+      mbar_arrive(&empty[i % kPieceStages]);
     }
+  };
+  mbar_wait(&q_full[w], 0);
+  float sc[1][32];
+  // P (and O's scale factors) of the tile whose P V is next and of the tile after it: two sets
+  // used alternately (the loop runs two tiles per trip). Copying one into the other after each
+  // tile let the compiler give both the same registers, so the softmax wrote the operands of the
+  // P V still running and ptxas serialised them (C7513).
+  uint32_t pa[4][4], pb[4][4];
+  float a0, a1, b0, b1;
+  // S of tile 0 alone; then per tile i >= 1 (FA3's intra-warpgroup overlap): S of tile i and
+  // P V of tile i - 1 issued together, tile i's softmax while that P V runs, then its wait.
+  mbar_wait(&full[0], 0);
+  issue_s<1>(sc, q_s, base);
+  wgmma_wait<0>();
+  fence_s<1>(sc);
+  softmax_tile(sc, 0, pa, a0, a1);
+  const auto step = [&](int i, uint32_t(&prev)[4][4], float p0, float p1, uint32_t(&next)[4][4],
+                        float& n0, float& n1) {
+    const int st = i % kPieceStages;
+    mbar_wait(&full[st], (i / kPieceStages) & 1);
+    rescale_o(i - 1, p0, p1);
+    issue_s<1>(sc, q_s, base + st * 2 * kTileBytes);
+    issue_tile_pv(i - 1, prev);
+    wgmma_wait<1>();  // S of tile i (committed first) has landed
+    fence_s<1>(sc);
+    softmax_tile(sc, i, next, n0, n1);
+    wgmma_wait<0>();  // P V of tile i - 1
+    finish_tile_pv(i - 1, prev);
+  };
+  int i = 1;
+  for (; i + 1 < num_tiles; i += 2) {
+    step(i, pa, a0, a1, pb, b0, b1);
+    step(i + 1, pb, b0, b1, pa, a0, a1);
+  }
+  if (i < num_tiles) {  // an even tile count: one more, its P in pb
+    step(i, pa, a0, a1, pb, b0, b1);
+    rescale_o(num_tiles - 1, b0, b1);
+    issue_tile_pv(num_tiles - 1, pb);
+    wgmma_wait<0>();
+    finish_tile_pv(num_tiles - 1, pb);
+  } else {
+    rescale_o(num_tiles - 1, a0, a1);
+    issue_tile_pv(num_tiles - 1, pa);
+    wgmma_wait<0>();
+    finish_tile_pv(num_tiles - 1, pa);
   }
   // The item's partial slot (it.partial >= 0): unnormalised O and (max in log2 units, sum).
   attention_rows::write<kD>(p, it, head, lr0, t4, l0, l1, m0, m1, scale_log2,

@@ -24,6 +24,37 @@ int num_splits(int32_t num_doc_tokens) {
   return (num_doc_tokens + kKeysPerCta - 1) / kKeysPerCta;
 }
 
+// Signal rows per chunk: a CTA of passes 1 and 2 holds at most kDocScoreMaxPairs (head, row) pairs
+// of its KV group, i.e. the group's heads times one chunk of the rows (grid dimension z).
+__host__ __device__ inline int rows_per_chunk(int num_rows, int group) {
+  return num_rows < kDocScoreMaxPairs / group ? num_rows : kDocScoreMaxPairs / group;
+}
+int num_chunks(int num_rows, int group) {
+  const int rc = rows_per_chunk(num_rows, group);
+  return (num_rows + rc - 1) / rc;
+}
+
+// The pairs of one CTA: the KV group's heads x rows [row_begin, row_begin + rows); local pair i is
+// (head_begin + i / rows, row_begin + i % rows), global pair (head * R + row) indexes the (max,
+// sum) partials and the log-sum-exps.
+struct PairRange {
+  int head_begin, row_begin, rows, count;
+  __device__ int global(const DocScoreParams& p, int i) const {
+    return (head_begin + i / rows) * p.num_rows + row_begin + i % rows;
+  }
+};
+
+__device__ PairRange chunk_pairs(const DocScoreParams& p, int kv_head, int chunk) {
+  const int group = p.num_heads / p.num_kv_heads;
+  const int rc = rows_per_chunk(p.num_rows, group);
+  PairRange r;
+  r.head_begin = kv_head * group;
+  r.row_begin = chunk * rc;
+  r.rows = min(rc, p.num_rows - r.row_begin);
+  r.count = group * r.rows;
+  return r;
+}
+
 // (max, sum of 2^(x - max)) merge; -inf maxima carry no mass.
 __device__ __forceinline__ void merge_ml(float& m, float& l, float m2, float l2) {
   const float mx = fmaxf(m, m2);
@@ -68,28 +99,29 @@ __device__ __forceinline__ void dot_rows(const __nv_bfloat16* k_row,
   }
 }
 
-// Loads the q rows of heads [head_begin, head_begin + heads) as fp32 [heads * R, D] (pair = head *
-// R + row), pre-multiplied by scale * log2 e.
+// Loads the q rows of the CTA's pairs as fp32 [pairs.count, D] (local pair order), pre-multiplied
+// by scale * log2 e.
 template <int D>
-__device__ void load_q(const DocScoreParams& p, int head_begin, int heads, float* q_smem) {
+__device__ void load_q(const DocScoreParams& p, const PairRange& pairs, float* q_smem) {
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const float s = p.scale * kLog2e;
-  for (int i = threadIdx.x; i < heads * p.num_rows * D; i += blockDim.x) {
+  for (int i = threadIdx.x; i < pairs.count * D; i += blockDim.x) {
     const int pair = i / D, d = i % D;
-    const int h = head_begin + pair / p.num_rows, r = pair % p.num_rows;
+    const int h = pairs.head_begin + pair / pairs.rows, r = pairs.row_begin + pair % pairs.rows;
     q_smem[i] = __bfloat162float(q[r * p.q_row_stride + h * p.q_head_stride + d]) * s;
   }
 }
 
-// Pass 1: grid (splits, Hkv). Per (head, row) pair of the KV group, (max, sum) over the CTA's keys.
+// Pass 1: grid (splits, Hkv, row chunks). Per (head, row) pair of the KV group and row chunk,
+// (max, sum) over the CTA's keys.
 template <int D>
 __global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const DocScoreParams p) {
   __shared__ float q_smem[kDocScoreMaxPairs * D];
   __shared__ float red[kThreads / 32][kDocScoreMaxPairs][2];
   const int split = blockIdx.x, kv_head = blockIdx.y;
-  const int group = p.num_heads / p.num_kv_heads;
-  const int pairs = group * p.num_rows;
-  load_q<D>(p, kv_head * group, group, q_smem);
+  const PairRange range = chunk_pairs(p, kv_head, blockIdx.z);
+  const int pairs = range.count;
+  load_q<D>(p, range, q_smem);
   __syncthreads();
   float m[kDocScoreMaxPairs], l[kDocScoreMaxPairs], acc[kDocScoreMaxPairs];
 #pragma unroll
@@ -130,7 +162,7 @@ __global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const Doc
       merge_ml(mm, ll, red[w][i][0], red[w][i][1]);
     }
     // Workspace [Hq * R pairs][splits][2], pair = head * R + row.
-    const int pair = kv_head * pairs + i;
+    const int pair = range.global(p, i);
     float* ws = p.workspace + (static_cast<int64_t>(pair) * gridDim.x + split) * 2;
     ws[0] = mm;
     ws[1] = ll;
@@ -152,23 +184,24 @@ __global__ void blockrank_doc_scores_lse(const DocScoreParams p, int splits) {
   p.workspace[static_cast<int64_t>(pairs) * splits * 2 + pair] = m + log2f(l);
 }
 
-// Pass 2: grid (splits, Hkv). token[kv][j] = Σ over the KV group's pairs of 2^(logit - lse).
+// Pass 2: grid (splits, Hkv, row chunks). token[chunk][kv][j] = Σ over the KV group's pairs of
+// the chunk of 2^(logit - lse).
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     blockrank_doc_scores_pass2(const DocScoreParams p, int splits) {
   __shared__ float q_smem[kDocScoreMaxPairs * D];
   __shared__ float lse[kDocScoreMaxPairs];
   const int kv_head = blockIdx.y;
-  const int group = p.num_heads / p.num_kv_heads;
-  const int pairs = group * p.num_rows, all_pairs = p.num_heads * p.num_rows;
-  load_q<D>(p, kv_head * group, group, q_smem);
+  const PairRange range = chunk_pairs(p, kv_head, blockIdx.z);
+  const int pairs = range.count, all_pairs = p.num_heads * p.num_rows;
+  load_q<D>(p, range, q_smem);
   const float* lse_g = p.workspace + static_cast<int64_t>(all_pairs) * splits * 2;
   if (static_cast<int>(threadIdx.x) < pairs) {
-    lse[threadIdx.x] = lse_g[kv_head * pairs + threadIdx.x];
+    lse[threadIdx.x] = lse_g[range.global(p, threadIdx.x)];
   }
   __syncthreads();
   float* token = p.workspace + static_cast<int64_t>(all_pairs) * splits * 2 + all_pairs +
-                 static_cast<int64_t>(kv_head) * p.num_doc_tokens;
+                 (static_cast<int64_t>(blockIdx.z) * p.num_kv_heads + kv_head) * p.num_doc_tokens;
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const int end = min(p.num_doc_tokens, (blockIdx.x + 1) * kKeysPerCta);
   float acc[kDocScoreMaxPairs];
@@ -185,8 +218,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Pass 3: one warp per document sums its tokens over the KV heads, divided by the pair count.
-__global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits) {
+// Pass 3: one warp per document sums its tokens over the row chunks and KV heads, divided by the
+// pair count.
+__global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits, int chunks) {
   const int doc = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (doc >= p.num_docs) {
     return;
@@ -194,7 +228,7 @@ __global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits) {
   const int pairs = p.num_heads * p.num_rows;
   const float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
   float s = 0.f;
-  for (int kv = 0; kv < p.num_kv_heads; ++kv) {
+  for (int kv = 0; kv < chunks * p.num_kv_heads; ++kv) {
     const float* t = token + static_cast<int64_t>(kv) * p.num_doc_tokens;
     for (int j = p.doc_offsets[doc] + lane; j < p.doc_offsets[doc + 1]; j += 32) {
       s += t[j];
@@ -212,9 +246,10 @@ template <int D>
 cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
   const int splits = num_splits(p.num_doc_tokens);
   const int pairs = p.num_heads * p.num_rows;
-  blockrank_doc_scores_pass1<D>
-      <<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads)), kThreads, 0,
-         stream>>>(p);
+  const int chunks = num_chunks(p.num_rows, p.num_heads / p.num_kv_heads);
+  const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads),
+                  static_cast<unsigned>(chunks));
+  blockrank_doc_scores_pass1<D><<<grid, kThreads, 0, stream>>>(p);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
     return err;
@@ -223,13 +258,11 @@ cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
-  blockrank_doc_scores_pass2<D>
-      <<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads)), kThreads, 0,
-         stream>>>(p, splits);
+  blockrank_doc_scores_pass2<D><<<grid, kThreads, 0, stream>>>(p, splits);
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
-  blockrank_doc_scores_pass3<<<(p.num_docs + 3) / 4, 128, 0, stream>>>(p, splits);
+  blockrank_doc_scores_pass3<<<(p.num_docs + 3) / 4, 128, 0, stream>>>(p, splits, chunks);
   return cudaGetLastError();
 }
 
@@ -240,14 +273,17 @@ size_t doc_scores_workspace_floats(int32_t num_doc_tokens,
                                    int32_t num_heads,
                                    int32_t num_kv_heads) {
   const size_t pairs = static_cast<size_t>(num_rows) * static_cast<size_t>(num_heads);
+  const int group = num_kv_heads > 0 ? num_heads / num_kv_heads : 0;
+  const size_t chunks =
+      num_rows > 0 && group >= 1 && group <= kDocScoreMaxPairs ? num_chunks(num_rows, group) : 1;
   return pairs * static_cast<size_t>(num_splits(num_doc_tokens)) * 2 + pairs +
-         static_cast<size_t>(num_kv_heads) * static_cast<size_t>(num_doc_tokens);
+         chunks * static_cast<size_t>(num_kv_heads) * static_cast<size_t>(num_doc_tokens);
 }
 
 cudaError_t document_scores(const DocScoreParams& p, cudaStream_t stream) {
   if (p.num_docs <= 0 || p.num_doc_tokens <= 0 || p.num_rows <= 0 || p.num_kv_heads <= 0 ||
-      p.num_heads % p.num_kv_heads != 0 ||
-      (p.num_heads / p.num_kv_heads) * p.num_rows > kDocScoreMaxPairs) {
+      p.num_heads % p.num_kv_heads != 0 || p.num_heads / p.num_kv_heads > kDocScoreMaxPairs ||
+      num_chunks(p.num_rows, p.num_heads / p.num_kv_heads) > 65535) {
     return cudaErrorInvalidValue;
   }
   switch (p.head_dim) {

@@ -20,7 +20,8 @@
 namespace blockrank {
 namespace kernels {
 
-/// At most this many (query head of one KV group) x (signal row) pairs: (Hq / Hkv) * R <= 32.
+/// At most this many (query head of one KV group) x (signal row) pairs per CTA: the R signal rows
+/// run in chunks of 32 / (Hq / Hkv) rows (a grid dimension), so any R works with Hq / Hkv <= 32.
 constexpr int kDocScoreMaxPairs = 32;
 
 struct DocScoreParams {
@@ -47,7 +48,7 @@ size_t doc_scores_workspace_floats(int32_t num_doc_tokens,
                                    int32_t num_kv_heads);
 
 /// Launches the three passes on `stream`. cudaErrorInvalidValue for an unsupported head_dim, more
-/// than kDocScoreMaxPairs pairs per KV head, or empty inputs; else the launch error.
+/// than kDocScoreMaxPairs query heads per KV head, or empty inputs; else the launch error.
 cudaError_t document_scores(const DocScoreParams& params, cudaStream_t stream);
 
 }  // namespace kernels

@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
               f.model.c_str(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
               blockrank::internal::cuda_kernels_usable(lo.device, lo.dtype, c.head_dim, c.num_heads,
-                                                       c.num_kv_heads, 2)
+                                                       c.num_kv_heads)
                   ? "yes"
                   : "no");
   std::printf(

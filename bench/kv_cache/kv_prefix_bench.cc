@@ -134,7 +134,7 @@ int run(const Args& a) {
                static_cast<long long>(layer));
   const int64_t split = a.instruction_tokens / 16 * 16;
   const KvModelFingerprint fp =
-      internal::make_kv_fingerprint(*model, layer, "bench", model->uses_fused_layers(2));
+      internal::make_kv_fingerprint(*model, layer, "bench", model->uses_fused_layers());
   (void)blockrank::remove_tree(a.dir);
 
   auto open_cache = [&](const std::string& path, uint64_t memory_bytes,

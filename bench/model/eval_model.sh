@@ -60,7 +60,9 @@ PY
 }
 
 nfq="$work/nfcorpus-test-queries.tsv"
-zcat "$data/beir-topics-qrels/topics.beir-v1.0.0-nfcorpus.test.tsv.gz" > "$nfq"
+if wanted nfcorpus; then
+  zcat "$data/beir-topics-qrels/topics.beir-v1.0.0-nfcorpus.test.tsv.gz" > "$nfq"
+fi
 wanted nfcorpus && index nfcorpus --format tsv "$data/nfcorpus-original/test.docs"
 wanted cranfield && index cranfield --format smart "$data/cran/cran.all.1400"
 wanted cacm && index cacm --format jsonl --id-field id --text-fields contents "$data/cacm/cacm.json"

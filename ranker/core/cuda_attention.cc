@@ -170,11 +170,12 @@ bool cuda_kernels_usable(c10::Device device,
                          c10::ScalarType dtype,
                          int64_t head_dim,
                          int64_t num_heads,
-                         int64_t num_kv_heads,
-                         int64_t signal_rows) {
-  return device.is_cuda() && dtype == at::kBFloat16 && (head_dim == 64 || head_dim == 128) &&
-         num_kv_heads > 0 && num_heads % num_kv_heads == 0 &&
-         (num_heads / num_kv_heads) * signal_rows <= kernels::kDocScoreMaxPairs;
+                         int64_t num_kv_heads) {
+  // BLOCKRANK_CUDA_KERNELS=0: the ATen path on CUDA too (A/B runs against our kernels).
+  static const bool enabled = env_switch("BLOCKRANK_CUDA_KERNELS", true);
+  return enabled && device.is_cuda() && dtype == at::kBFloat16 &&
+         (head_dim == 64 || head_dim == 128) && num_kv_heads > 0 && num_heads % num_kv_heads == 0 &&
+         num_heads / num_kv_heads <= kernels::kDocScoreMaxPairs;
 }
 
 Status make_cuda_block_plan(const BlockLayout& layout,
@@ -523,9 +524,9 @@ Status cuda_document_scores(const at::Tensor& q_in,
         "cuda_document_scores: q [R, Hq, D], k_docs [T_docs, Hkv, D] with T_docs = " +
         std::to_string(plan.num_doc_tokens));
   }
-  if (!cuda_kernels_usable(q.device(), q.scalar_type(), d, hq, hkv, r)) {
+  if (r < 1 || !cuda_kernels_usable(q.device(), q.scalar_type(), d, hq, hkv)) {
     return Status::invalid_argument(
-        "cuda_document_scores: needs head_dim 64/128 and (Hq/Hkv) * R <= 32");
+        "cuda_document_scores: needs bf16 on CUDA, head_dim 64/128, Hq/Hkv <= 32 and R >= 1");
   }
   if (q.device() != k.device() || q.device() != plan.doc_offsets.device()) {
     return Status::invalid_argument("cuda_document_scores: tensors on different devices");
@@ -914,7 +915,7 @@ Status cuda_rope_gemm(
   return Status::unimplemented("built without the CUDA kernels (BLOCKRANK_CUDA + CUDA LibTorch)");
 }
 
-bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t, int64_t) {
+bool cuda_kernels_usable(c10::Device, c10::ScalarType, int64_t, int64_t, int64_t) {
   return false;
 }
 

@@ -127,13 +127,14 @@ constexpr int64_t kPersistentUnitsPerSm = 4;
 bool auto_side_stream(int64_t split_keys);
 
 /// True when this build has the kernels and a model computing in `dtype` on `device` with these
-/// head shapes can use them: CUDA, bf16, head_dim 64 or 128, (Hq / Hkv) * signal_rows <= 32.
+/// head shapes can use them: CUDA, bf16, head_dim 64 or 128, at most 32 query heads per KV head
+/// (any number of signal rows: the scoring kernel takes them in chunks). Never with
+/// BLOCKRANK_CUDA_KERNELS=0 in the environment (read once).
 bool cuda_kernels_usable(c10::Device device,
                          c10::ScalarType dtype,
                          int64_t head_dim,
                          int64_t num_heads,
-                         int64_t num_kv_heads,
-                         int64_t signal_rows);
+                         int64_t num_kv_heads);
 
 /// Builds the plan of `layout` on `device`, the query block's keys split into pieces of
 /// `split_keys` (auto_split_keys() of the layout's length when <= 0). `skip_rows` > 0 leaves out

@@ -1068,10 +1068,10 @@ const LoadOptions& Model::options() const {
 const std::string& Model::weights_digest() const {
   return impl_->weights_digest;
 }
-bool Model::uses_fused_layers(int64_t signal_rows) const {
+bool Model::uses_fused_layers() const {
   const Impl& m = *impl_;
   return internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
-                                       m.config.num_heads, m.config.num_kv_heads, signal_rows) &&
+                                       m.config.num_heads, m.config.num_kv_heads) &&
          m.fused_layers_usable();
 }
 
@@ -1292,7 +1292,7 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     // layer for all blocks, no per-block masks); elsewhere as ragged ATen segments.
     const bool use_kernels =
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
-                                      m.config.num_heads, m.config.num_kv_heads, signal_rows);
+                                      m.config.num_heads, m.config.num_kv_heads);
     const bool fused = use_kernels && m.fused_layers_usable();
     // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs none of
     // rope_tables' bf16 cos/sin tensors (fused_layers builds its own packed table).

@@ -178,9 +178,9 @@ class Model {
   /// the KV-cache fingerprint.
   const std::string& weights_digest() const;
 
-  /// True when score_documents() runs the fused CUDA bf16 layer loop for `signal_rows` (its
-  /// values round differently from the ATen loop's; the KV-cache fingerprint tells them apart).
-  bool uses_fused_layers(int64_t signal_rows) const;
+  /// True when score_documents() runs the fused CUDA bf16 layer loop (its values round
+  /// differently from the ATen loop's; the KV-cache fingerprint tells them apart).
+  bool uses_fused_layers() const;
 
   /// Greedy decoding continuing the BlockRank prompt `input_ids` (§4.2): the prompt runs once
   /// with BlockRank attention, keeping every layer's K/V; each generated token belongs to the

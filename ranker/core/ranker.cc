@@ -35,7 +35,7 @@ Status Ranker::Impl::open_cache(const RankerOptions& options) {
   const LoadOptions& lo = model->options();
   // Whether score_documents takes the fused CUDA loop, whose values round differently from the
   // ATen loop's: part of the fingerprint.
-  const bool fused = model->uses_fused_layers(settings.signal_rows);
+  const bool fused = model->uses_fused_layers();
   KvCacheOptions ko;
   ko.disk_path = options.kv_cache_dir;
   ko.memory_budget_bytes = options.kv_cache_memory_bytes;

@@ -380,6 +380,17 @@ TEST_F(KernelTest, ScoresRandomShapes) {
   run_score_case(100, 128, 2, 2, 7, 64, rng, device_);   // Qwen2.5-0.5B shape
 }
 
+// More (head, row) pairs per KV group than one CTA holds (32): the rows run in chunks, and the
+// chunks' sums must add up to the one softmax per pair.
+TEST_F(KernelTest, ScoresManySignalRows) {
+  std::mt19937 rng(11);
+  run_score_case(100, 128, 56, 2, 2, 64, rng, device_);  // the shipped model: 56 rows x 2 heads
+  run_score_case(20, 200, 33, 1, 1, 64, rng, device_);   // one row past a chunk of 32
+  run_score_case(50, 128, 17, 8, 4, 128, rng, device_);  // 68 pairs, last chunk 1 row
+  run_score_case(5, 300, 40, 2, 8, 128, rng, device_);   // 320 pairs, chunks of 4 rows
+  run_score_case(3, 64, 3, 1, 32, 64, rng, device_);     // 32 heads per KV head, 1-row chunks
+}
+
 // The fused layer kernels (kernels/layer_ops through cuda_attention.h) against the ATen bf16 ops
 // they replace, on the same bf16 inputs. Both sides do fp32 math with the same bf16 rounding
 // points, so they differ only where an fp32 result lands within an ulp of a bf16 rounding boundary
@@ -676,6 +687,30 @@ TEST_F(KernelTest, ScoreDocumentsMatchesAtenPath) {
                 qwen ? "qwen2" : "mistral", err, err_bf);
     EXPECT_LT(err, 0.1);
     EXPECT_LT(err_bf, 0.1);
+    // All 40 rows of the query block as signal rows: 80 / 160 (head, row) pairs per KV group, so
+    // the scoring kernel runs them in row chunks (it used to refuse more than 32 pairs, and the
+    // model then left the fused path altogether).
+    {
+      ForwardRequest wide;
+      wide.scores = true;
+      wide.signal_rows = 40;
+      auto wb = mb->score_documents(ids, layout, 2, 40);
+      auto wf = mf->score_documents(ids, layout, 2, 40);
+      auto wfb = mb->forward(ids, &layout, wide);
+      ASSERT_OK(wb.status());
+      ASSERT_OK(wf.status());
+      ASSERT_OK(wfb.status());
+      EXPECT_TRUE(mb->uses_fused_layers());
+      const at::Tensor w = at::tensor(wb.value());
+      const double werr = rel_l2(w, at::tensor(wf.value()));
+      const double werr_bf = rel_l2(w, wfb.value().scores[2].to(at::kCPU, at::kFloat));
+      std::printf(
+          "score_documents %s, 40 signal rows: vs fp32 ATen rel_l2=%.2e; vs bf16 ATen %.2e\n",
+          qwen ? "qwen2" : "mistral", werr, werr_bf);
+      EXPECT_LT(werr, 0.1);
+      EXPECT_LT(werr_bf, 0.1);
+      EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-3);
+    }
     // The other bf16 paths against fp32 ATen: forward()'s ATen attention and generate()'s prompt
     // pass and decoding steps. On Hopper the Mistral-style model (D 128) has W_o's columns in the
     // attention's lane order (merge_for_cuda), so each of these paths must hand the O projection

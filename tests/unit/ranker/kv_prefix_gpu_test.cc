@@ -96,7 +96,7 @@ TEST_P(KvPrefixGpuTest, CachedPastScoresWithinBf16Rounding) {
   settings.scoring_layer = 3;
   std::unique_ptr<Model> m;
   ASSERT_OK(Model::create_random(config_of(c), settings, lo, 9, &m));
-  EXPECT_EQ(m->uses_fused_layers(2), !c.qk_norm) << c.name;
+  EXPECT_EQ(m->uses_fused_layers(), !c.qk_norm) << c.name;
   std::vector<int64_t> ids;
   BlockLayout layout;
   prompt(0, &ids, &layout);
@@ -130,7 +130,7 @@ TEST_P(KvPrefixGpuTest, CachedPastScoresWithinBf16Rounding) {
   // Through the PrefixCache: memory tier on the device, then a disk hit after reopening.
   testing::TempDir dir;
   const KvModelFingerprint fp =
-      internal::make_kv_fingerprint(*m, 3, "test", m->uses_fused_layers(2));
+      internal::make_kv_fingerprint(*m, 3, "test", m->uses_fused_layers());
   KvCacheOptions ko;
   ko.disk_path = dir.file("kv");
   {

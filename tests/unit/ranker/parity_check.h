@@ -102,6 +102,22 @@ inline void check_parity(const ParityCase& c, const LoadOptions& load, const Par
         EXPECT_NEAR((*fast)[d], s[static_cast<int64_t>(d)].item<float>(), tol.fast_score_abs);
       }
     }
+    // Every row of the query block as a signal row: on CUDA more (head, row) pairs per KV group
+    // than the scoring kernel's CTA holds, so its row chunks must add up to the full forward's.
+    ForwardRequest all_rows;
+    all_rows.scores = true;
+    all_rows.signal_rows = layout.block_lengths.back();
+    auto wide = model->forward(ids, &layout, all_rows);
+    ASSERT_OK(wide.status());
+    for (int64_t l = 0; l < layers; ++l) {
+      auto fast = model->score_documents(ids, layout, l, all_rows.signal_rows);
+      ASSERT_OK(fast.status());
+      const at::Tensor s = wide->scores[l].to(at::kCPU).to(at::kFloat);
+      for (size_t d = 0; d < fast->size(); ++d) {
+        EXPECT_NEAR((*fast)[d], s[static_cast<int64_t>(d)].item<float>(), tol.fast_score_abs)
+            << "scores." << l << " with " << all_rows.signal_rows << " signal rows";
+      }
+    }
   }
   std::printf(
       "[parity%s] %-8s %-9s rel-L2 logits %.2e hidden %.2e attn %.2e | scores max|diff| %.2e\n",

@@ -228,8 +228,8 @@ __global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits, i
   const int pairs = p.num_heads * p.num_rows;
   const float* token = p.workspace + static_cast<int64_t>(pairs) * splits * 2 + pairs;
   float s = 0.f;
-  for (int kv = 0; kv < chunks * p.num_kv_heads; ++kv) {
-    const float* t = token + static_cast<int64_t>(kv) * p.num_doc_tokens;
+  for (int plane = 0; plane < chunks * p.num_kv_heads; ++plane) {  // (row chunk, KV head)
+    const float* t = token + static_cast<int64_t>(plane) * p.num_doc_tokens;
     for (int j = p.doc_offsets[doc] + lane; j < p.doc_offsets[doc + 1]; j += 32) {
       s += t[j];
     }

@@ -114,6 +114,10 @@ struct BlockAttentionParams {
   /// token keys (a_end 0) with at most 32 rows, 4 query heads per KV head and head_dim 128 (the
   /// caller's guarantee: CudaBlockPlan::streamed_token_pieces).
   int32_t wgmma_pieces;
+  /// With wgmma_grouped 3, non-zero: a K/V buffer of the persistent kernel whose previous unit had
+  /// the same KV head and a_end keeps its instruction tiles instead of loading them again
+  /// (identical keys [0, a_end) within one launch). 0 loads every unit's tiles.
+  int32_t resident_instruction;
   /// 0: out holds each head's columns in order. 1 (head_dim 128 only): the lane order, a fixed
   /// permutation of each head's 128 columns, column c = 32 a + 8 b + 2 m + e (a, b, m < 4, e < 2)
   /// stored at 32 a + 8 m + 2 b + e (lane_order_column(); it is its own inverse). That is the

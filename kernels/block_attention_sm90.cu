@@ -156,16 +156,19 @@ __device__ __forceinline__ void tma_q(
 }
 
 // The unit's K and V tiles into `buf` (K tile i at buf + i * kTileBytes, V tile i kTiles tiles
-// later), completing on `bar`.
+// later), completing on `bar`; with `instr_resident` only the own tiles (the instruction's are
+// still in the buffer from its previous unit: same KV head, same a_end).
 __device__ __forceinline__ void tma_kv(const CUtensorMap* map_k,
                                        const CUtensorMap* map_v,
                                        const AttentionWorkItem& it,
                                        int kv_head,
                                        uint8_t* buf,
-                                       uint64_t* bar) {
+                                       uint64_t* bar,
+                                       bool instr_resident) {
   const SplitTiles t = split_tiles(it);
-  mbar_expect_tx(bar, static_cast<uint32_t>((t.instr + t.own) * 2 * kTileBytes));
-  for (int i = 0; i < t.instr + t.own; ++i) {
+  const int first = instr_resident ? t.instr : 0;
+  mbar_expect_tx(bar, static_cast<uint32_t>((t.instr + t.own - first) * 2 * kTileBytes));
+  for (int i = first; i < t.instr + t.own; ++i) {
     const int row = i < t.instr ? 64 * i : it.b_start + 64 * (i - t.instr);
     uint8_t* kt = buf + i * kTileBytes;
     uint8_t* vt = buf + (kTiles + i) * kTileBytes;
@@ -596,10 +599,23 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
   const int stride = static_cast<int>(gridDim.x);
   const auto item_of = [&](int u) { return p.items[p.num_streamed_items + u / p.num_kv_heads]; };
   // The unit's item into the buffer's slot, then its K/V (the elected thread of warpgroup 0).
+  // Every document item of a KV head reads the same instruction tiles (keys [0, a_end)), and a
+  // buffer's units keep one KV head when 2 x grid is a multiple of Hkv (the H200's 132 CTAs and
+  // Hkv = 8: units c, c + 264, ... in buffer 0): those tiles are loaded once per buffer
+  // (res_*: what the buffer's instruction tiles hold; the own tiles start after them, so an item
+  // with the same a_end never overwrites them). BlockAttentionParams::resident_instruction.
+  // (KV head, a_end) of each buffer's instruction tiles in shared memory after the unit items
+  // (only this thread uses them; in registers they cost the consumers spills).
+  int2* const resident_of = reinterpret_cast<int2*>(unit_items + 2);
   const auto load_unit = [&](int u, int b) {
     const AttentionWorkItem it = item_of(u);
     unit_items[b] = it;
-    tma_kv(&map_k, &map_v, it, u % p.num_kv_heads, base + b * kKvBufBytes, &kv_full[b]);
+    const int kv = u % p.num_kv_heads;
+    const int2 was = resident_of[b];
+    const bool resident =
+        p.resident_instruction != 0 && it.a_end > 0 && was.x == kv && was.y == it.a_end;
+    resident_of[b] = make_int2(kv, it.a_end);
+    tma_kv(&map_k, &map_v, it, kv, base + b * kKvBufBytes, &kv_full[b], resident);
   };
   uint8_t* const q_s = q_slots + w * kTileBytes;
   const float scale_log2 = p.scale * kLog2e;
@@ -690,6 +706,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   // [2] the unit of each K/V buffer: written by the thread that loads the buffer before its
   // arrive on kv_full (release), read by everyone after the wait (acquire).
   auto* const unit_items = reinterpret_cast<AttentionWorkItem*>(bars + 8);
+  // [2] after them: the (KV head, a_end) of each K/V buffer's instruction tiles (load_unit).
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < 2; ++i) {
@@ -697,6 +714,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       mbar_init(&kv_empty[i], 2);
       mbar_init(&q_full[i], 1);
       mbar_init(&q_ready[i], kRopeWarpsPerSlot);
+      reinterpret_cast<int2*>(unit_items + 2)[i] = make_int2(-1, -1);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }

@@ -67,6 +67,10 @@ struct CudaBlockPlan {
   /// mma.sync, -1 (default) as BLOCKRANK_ATTENTION_WGMMA_PIECES says (on unless 0). Same output
   /// either way (fp32 summation order apart).
   int wgmma_pieces = -1;
+  /// The persistent kernel keeps a K/V buffer's instruction tiles for its next unit of the same
+  /// KV head (kernels::BlockAttentionParams::resident_instruction): non-zero on, 0 off, -1
+  /// (default) as BLOCKRANK_ATTENTION_RESIDENT_INSTR says (on unless 0). Bit-identical output.
+  int resident_instruction = -1;
   /// The query block's split-K piece length the plan was built with (keys).
   int64_t split_keys = 0;
   /// The token rows of items [0, num_long_items) as sorted, disjoint [begin, end) ranges (host):

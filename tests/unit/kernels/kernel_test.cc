@@ -156,6 +156,19 @@ void run_attention_case(const Shape& sh,
                                   << " streamed=" << streamed << " wgmma=" << variant.wgmma_grouped;
   }
   if (d == 128) {
+    // The persistent kernel with and without the resident instruction tiles: the same tiles reach
+    // the same MMAs, so the same bits (a stale tile of another KV head would not be).
+    {
+      internal::CudaBlockPlan variant = plan;
+      variant.wgmma_grouped = 3;
+      at::Tensor with, without;
+      variant.resident_instruction = 1;
+      ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &with));
+      { at::Tensor poison = at::full({t, hq, d}, NAN, bf); }
+      variant.resident_instruction = 0;
+      ASSERT_OK(internal::cuda_block_attention(q, k, v, variant, &without));
+      EXPECT_TRUE(at::equal(with, without)) << "resident instruction tiles N=" << sh.num_docs;
+    }
     // The lane order (every kernel of the launch, automatic split): the same values, each head's
     // columns permuted by lane_order_index (its own inverse), so mapping back is bit-equal to the
     // natural run's output.

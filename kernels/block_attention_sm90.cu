@@ -601,11 +601,11 @@ __device__ __forceinline__ void tma_kernel_loop(const BlockAttentionParams& p,
   // The unit's item into the buffer's slot, then its K/V (the elected thread of warpgroup 0).
   // Every document item of a KV head reads the same instruction tiles (keys [0, a_end)), and a
   // buffer's units keep one KV head when 2 x grid is a multiple of Hkv (the H200's 132 CTAs and
-  // Hkv = 8: units c, c + 264, ... in buffer 0): those tiles are loaded once per buffer
-  // (res_*: what the buffer's instruction tiles hold; the own tiles start after them, so an item
-  // with the same a_end never overwrites them). BlockAttentionParams::resident_instruction.
-  // (KV head, a_end) of each buffer's instruction tiles in shared memory after the unit items
-  // (only this thread uses them; in registers they cost the consumers spills).
+  // Hkv = 8: units c, c + 264, ... in buffer 0): those tiles are loaded once per buffer and
+  // kept while its units have the same KV head and a_end (the own tiles start after them, so
+  // they are never overwritten). BlockAttentionParams::resident_instruction. The (KV head,
+  // a_end) of each buffer's instruction tiles sits in shared memory after the unit items (only
+  // this thread uses it; in registers it cost the consumers spills).
   int2* const resident_of = reinterpret_cast<int2*>(unit_items + 2);
   const auto load_unit = [&](int u, int b) {
     const AttentionWorkItem it = item_of(u);

@@ -28,6 +28,7 @@ using sm90::mbar_arrive;
 using sm90::mbar_expect_tx;
 using sm90::mbar_init;
 using sm90::mbar_wait;
+using sm90::smem_align_1024;
 using sm90::smem_desc;
 using sm90::smem_desc_mn;
 using sm90::tma_load;
@@ -695,8 +696,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
                                    const __grid_constant__ CUtensorMap map_k,
                                    const __grid_constant__ CUtensorMap map_v) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* const base =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* const base = smem_align_1024(smem_raw);
   uint8_t* const q_slots = base + 2 * kKvBufBytes;  // warpgroup w's at q_slots + w * kTileBytes
   auto* bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
   uint64_t* const kv_full = bars;       // [2] the buffer's K/V (and its unit's item) landed
@@ -773,8 +773,7 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
                                       const __grid_constant__ CUtensorMap map_k,
                                       const __grid_constant__ CUtensorMap map_v) {
   extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* const base =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* const base = smem_align_1024(smem_raw);
   uint8_t* const q_slots = base + kPieceStages * 2 * kTileBytes;
   auto* const bars = reinterpret_cast<uint64_t*>(q_slots + 2 * kTileBytes);
   uint64_t* const full = bars;                  // [kPieceStages] the stage's K and V landed

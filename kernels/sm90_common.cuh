@@ -17,6 +17,12 @@ namespace sm90 {
 
 using kernels::smem_u32;  // (device_util.cuh)
 
+// The first 1,024-byte boundary in dynamic shared memory (the 128-byte swizzle's atom; the
+// launch asks for 1 KB more than it uses).
+__device__ __forceinline__ uint8_t* smem_align_1024(uint8_t* raw) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t{1023});
+}
+
 // Operand in shared memory with the 128-byte swizzle (16-byte chunk c of 128-byte row r at chunk
 // c ^ (r % 8), rows 128 bytes apart, 1,024-byte aligned 8-row groups). K-major (the reduction
 // dimension contiguous, as TMA writes a [rows, 64] box): 8-row groups 1,024 bytes apart (SBO), LBO

@@ -18,6 +18,7 @@ using sm90::mbar_arrive;
 using sm90::mbar_expect_tx;
 using sm90::mbar_init;
 using sm90::mbar_wait;
+using sm90::smem_align_1024;
 using sm90::smem_desc;
 using sm90::smem_u32;
 using sm90::tma_load;
@@ -349,8 +350,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   using C = Config<E>;
   constexpr int kStages = C::kStages;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
-  uint8_t* base =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* base = smem_align_1024(smem_raw);
   auto* stage_a = reinterpret_cast<__nv_bfloat16*>(base);
   auto* stage_b = stage_a + kStages * kStageA;
   auto* full = reinterpret_cast<uint64_t*>(base + size_t{kStages} * kStageBytes);

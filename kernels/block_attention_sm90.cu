@@ -933,6 +933,13 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
     wgmma_wait<0>();  // P V of tile i - 1
     finish_tile_pv(i - 1, prev);
   };
+  // The last tile's P V alone.
+  const auto last = [&](uint32_t(&pl)[4][4], float f0, float f1) {
+    rescale_o(num_tiles - 1, f0, f1);
+    issue_tile_pv(num_tiles - 1, pl);
+    wgmma_wait<0>();
+    finish_tile_pv(num_tiles - 1, pl);
+  };
   int i = 1;
   for (; i + 1 < num_tiles; i += 2) {
     step(i, pa, a0, a1, pb, b0, b1);
@@ -940,15 +947,9 @@ __global__ void __launch_bounds__(kPieceThreads, 1)
   }
   if (i < num_tiles) {  // an even tile count: one more, its P in pb
     step(i, pa, a0, a1, pb, b0, b1);
-    rescale_o(num_tiles - 1, b0, b1);
-    issue_tile_pv(num_tiles - 1, pb);
-    wgmma_wait<0>();
-    finish_tile_pv(num_tiles - 1, pb);
+    last(pb, b0, b1);
   } else {
-    rescale_o(num_tiles - 1, a0, a1);
-    issue_tile_pv(num_tiles - 1, pa);
-    wgmma_wait<0>();
-    finish_tile_pv(num_tiles - 1, pa);
+    last(pa, a0, a1);
   }
   // The item's partial slot (it.partial >= 0): unnormalised O and (max in log2 units, sum).
   attention_rows::write<kD>(p, it, head, lr0, t4, l0, l1, m0, m1, scale_log2,

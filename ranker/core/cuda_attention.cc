@@ -459,12 +459,14 @@ Status cuda_block_attention(const at::Tensor& q_in,
   // The streamed items (then exactly the long ones) on the wgmma pieces kernel: CudaBlockPlan::
   // wgmma_pieces, BLOCKRANK_ATTENTION_WGMMA_PIECES when -1 (on unless 0).
   static const bool pieces_env = env_switch("BLOCKRANK_ATTENTION_WGMMA_PIECES", true);
-  static const bool resident_env = env_switch("BLOCKRANK_ATTENTION_RESIDENT_INSTR", true);
-  p.resident_instruction =
-      (plan.resident_instruction < 0 ? resident_env : plan.resident_instruction != 0) ? 1 : 0;
   const bool pieces_on = plan.wgmma_pieces < 0 ? pieces_env : plan.wgmma_pieces != 0;
   p.wgmma_pieces =
       pieces_on && p.wgmma_grouped == 3 && plan.streamed_token_pieces && hq == 4 * hkv ? 1 : 0;
+  // The persistent kernel's resident instruction tiles: CudaBlockPlan::resident_instruction,
+  // BLOCKRANK_ATTENTION_RESIDENT_INSTR when -1 (on unless 0).
+  static const bool resident_env = env_switch("BLOCKRANK_ATTENTION_RESIDENT_INSTR", true);
+  p.resident_instruction =
+      (plan.resident_instruction < 0 ? resident_env : plan.resident_instruction != 0) ? 1 : 0;
   if (q_rope != nullptr) {
     const int64_t r0 = q_rope->row0, n = t - r0;
     if (r0 < 0 || r0 > t || !q_rope->cos_sin.defined() || q_rope->cos_sin.size(0) != n ||

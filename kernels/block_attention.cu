@@ -351,38 +351,74 @@ __global__ void __launch_bounds__(kThreads, attention_min_blocks<D>())
 }
 
 // Merges split-K partials: out = Σ_i 2^(m_i - M) o_i / Σ_i 2^(m_i - M) l_i. Grid (combine items,
-// heads, tile rows); one thread per head-dim element.
+// heads, tile rows / kCombineRowsPerCta); one warp per (row, head), each lane kCombineCols
+// consecutive head-dim elements (16-byte partial loads). The partials are visited in order, so
+// the sums are the same in every run. Lane k first takes the maxima of partials k, k + 32, ...
+// (one warp max instead of a serial scan); each partial's weight then comes from its (m, l) pair,
+// loaded by every lane of the warp (one broadcast), so the loads of different partials are
+// independent and several are in flight per lane.
+constexpr int kCombineRowsPerCta = 4;
+
 template <int D>
-__global__ void __launch_bounds__(D)
+__global__ void __launch_bounds__(32 * kCombineRowsPerCta)
     blockrank_attention_combine_kernel(const BlockAttentionParams p) {
+  constexpr int kCombineCols = D / 32;  // 4 (D = 128) or 2 (D = 64)
   const AttentionCombineItem c = p.combine[blockIdx.x];
-  const int head = blockIdx.y, lr = blockIdx.z, d = threadIdx.x;
+  const int head = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int lr = blockIdx.z * kCombineRowsPerCta + warp;
   const int row = c.row_begin + lr;
   if (row >= c.row_end) {
     return;
   }
+  // Slot of partial i for this head and row: ((first + i) * heads + head) * tile rows + lr.
+  const int64_t slot0 =
+      (static_cast<int64_t>(c.first_partial) * p.num_heads + head) * kAttentionTileRows + lr;
+  const int64_t slot_step = static_cast<int64_t>(p.num_heads) * kAttentionTileRows;
   float mx = -INFINITY;
-  for (int i = 0; i < c.num_partials; ++i) {
-    const int64_t slot = static_cast<int64_t>(c.first_partial + i) * p.num_heads + head;
-    mx = fmaxf(mx, p.partial_ml[(slot * kAttentionTileRows + lr) * 2]);
+  for (int i = lane; i < c.num_partials; i += 32) {
+    mx = fmaxf(mx, p.partial_ml[(slot0 + i * slot_step) * 2]);
   }
-  float acc = 0.f, sum = 0.f;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  }
+  float acc[kCombineCols] = {};
+  float sum = 0.f;
   if (mx != -INFINITY) {
+#pragma unroll 4
     for (int i = 0; i < c.num_partials; ++i) {
-      const int64_t slot = static_cast<int64_t>(c.first_partial + i) * p.num_heads + head;
-      const float m = p.partial_ml[(slot * kAttentionTileRows + lr) * 2];
-      if (m == -INFINITY) {
+      const int64_t slot = slot0 + i * slot_step;
+      const float2 ml = *reinterpret_cast<const float2*>(p.partial_ml + slot * 2);
+      const float* src = p.partial_out + slot * D + lane * kCombineCols;
+      float v[kCombineCols];
+      if constexpr (kCombineCols == 4) {
+        const float4 f = *reinterpret_cast<const float4*>(src);
+        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+      } else {
+        const float2 f = *reinterpret_cast<const float2*>(src);
+        v[0] = f.x, v[1] = f.y;
+      }
+      if (ml.x == -INFINITY) {
         continue;  // this split saw no key of the row
       }
-      const float w = exp2f(m - mx);
-      sum += w * p.partial_ml[(slot * kAttentionTileRows + lr) * 2 + 1];
-      acc += w * p.partial_out[(slot * kAttentionTileRows + lr) * D + d];
+      const float w = exp2f(ml.x - mx);
+      sum += w * ml.y;
+#pragma unroll
+      for (int e = 0; e < kCombineCols; ++e) {
+        acc[e] += w * v[e];
+      }
     }
   }
-  auto* out = static_cast<__nv_bfloat16*>(p.out);
-  out[row * p.out_row_stride + head * p.out_head_stride +
-      (D == 128 && p.out_lane_order != 0 ? lane_order_column(d) : d)] =
-      __float2bfloat16(sum > 0.f ? acc / sum : 0.f);
+  auto* out =
+      static_cast<__nv_bfloat16*>(p.out) + row * p.out_row_stride + head * p.out_head_stride;
+  // Pairs of consecutive elements stay consecutive in the lane order (it keeps bit 0).
+#pragma unroll
+  for (int e = 0; e < kCombineCols; e += 2) {
+    const int d = lane * kCombineCols + e;
+    const int col = D == 128 && p.out_lane_order != 0 ? lane_order_column(d) : d;
+    *reinterpret_cast<__nv_bfloat162*>(out + col) =
+        __floats2bfloat162_rn(sum > 0.f ? acc[e] / sum : 0.f, sum > 0.f ? acc[e + 1] / sum : 0.f);
+  }
 }
 
 template <int D>
@@ -448,8 +484,8 @@ cudaError_t launch(const BlockAttentionParams& p,
   }
   blockrank_attention_combine_kernel<D>
       <<<dim3(static_cast<unsigned>(p.num_combine), static_cast<unsigned>(p.num_heads),
-              kAttentionTileRows),
-         D, 0, stream>>>(p);
+              kAttentionTileRows / kCombineRowsPerCta),
+         32 * kCombineRowsPerCta, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -5,6 +5,7 @@
 // broadcast from shared memory. Logits are in base-2 units (scale * log2 e) so exp2f is the only
 // transcendental.
 #include <cmath>
+#include <cstdint>
 
 #include <cuda_bf16.h>
 
@@ -65,14 +66,16 @@ __device__ __forceinline__ void merge_ml(float& m, float& l, float m2, float l2)
   m = mx;
 }
 
-// acc[pair] = q_pair · k_row for `pairs` rows of q (fp32 in shared memory, D apart).
-template <int D>
+// acc[pair] = q_pair · k_row for `pairs` (<= P) rows of q (fp32 in shared memory, D apart). P, the
+// register arrays' size, is the smallest of 8 / 16 / 32 that holds a CTA's pairs: with 32 always,
+// pass 1 took 164 registers, 3 CTAs per SM and three rounds for Mistral N = 100's 800 CTAs.
+template <int D, int P>
 __device__ __forceinline__ void dot_rows(const __nv_bfloat16* k_row,
                                          const float* q_smem,
                                          int pairs,
-                                         float (&acc)[kDocScoreMaxPairs]) {
+                                         float (&acc)[P]) {
 #pragma unroll
-  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+  for (int i = 0; i < P; ++i) {
     acc[i] = 0.f;
   }
 #pragma unroll 2
@@ -87,7 +90,7 @@ __device__ __forceinline__ void dot_rows(const __nv_bfloat16* k_row,
       kf[2 * j + 1] = f.y;
     }
 #pragma unroll
-    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    for (int i = 0; i < P; ++i) {
       if (i < pairs) {
         const float* qp = q_smem + i * D + c;
 #pragma unroll
@@ -100,11 +103,28 @@ __device__ __forceinline__ void dot_rows(const __nv_bfloat16* k_row,
 }
 
 // Loads the q rows of the CTA's pairs as fp32 [pairs.count, D] (local pair order), pre-multiplied
-// by scale * log2 e.
+// by scale * log2 e. 16-byte loads where q allows them.
 template <int D>
 __device__ void load_q(const DocScoreParams& p, const PairRange& pairs, float* q_smem) {
   const auto* q = static_cast<const __nv_bfloat16*>(p.q);
   const float s = p.scale * kLog2e;
+  if (reinterpret_cast<uintptr_t>(q) % 16 == 0 && p.q_row_stride % 8 == 0 &&
+      p.q_head_stride % 8 == 0) {
+    for (int i = threadIdx.x; i < pairs.count * (D / 8); i += blockDim.x) {
+      const int pair = i / (D / 8), d = (i % (D / 8)) * 8;
+      const int h = pairs.head_begin + pair / pairs.rows, r = pairs.row_begin + pair % pairs.rows;
+      const uint4 raw =
+          *reinterpret_cast<const uint4*>(q + r * p.q_row_stride + h * p.q_head_stride + d);
+      const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __bfloat1622float2(h2[j]);
+        q_smem[pair * D + d + 2 * j] = f.x * s;
+        q_smem[pair * D + d + 2 * j + 1] = f.y * s;
+      }
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < pairs.count * D; i += blockDim.x) {
     const int pair = i / D, d = i % D;
     const int h = pairs.head_begin + pair / pairs.rows, r = pairs.row_begin + pair % pairs.rows;
@@ -114,27 +134,27 @@ __device__ void load_q(const DocScoreParams& p, const PairRange& pairs, float* q
 
 // Pass 1: grid (splits, Hkv, row chunks). Per (head, row) pair of the KV group and row chunk,
 // (max, sum) over the CTA's keys.
-template <int D>
+template <int D, int P>
 __global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const DocScoreParams p) {
-  __shared__ float q_smem[kDocScoreMaxPairs * D];
-  __shared__ float red[kThreads / 32][kDocScoreMaxPairs][2];
+  __shared__ float q_smem[P * D];
+  __shared__ float red[kThreads / 32][P][2];
   const int split = blockIdx.x, kv_head = blockIdx.y;
   const PairRange range = chunk_pairs(p, kv_head, blockIdx.z);
   const int pairs = range.count;
   load_q<D>(p, range, q_smem);
   __syncthreads();
-  float m[kDocScoreMaxPairs], l[kDocScoreMaxPairs], acc[kDocScoreMaxPairs];
+  float m[P], l[P], acc[P];
 #pragma unroll
-  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+  for (int i = 0; i < P; ++i) {
     m[i] = -INFINITY;
     l[i] = 0.f;
   }
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const int end = min(p.num_doc_tokens, (split + 1) * kKeysPerCta);
   for (int j = split * kKeysPerCta + threadIdx.x; j < end; j += kThreads) {
-    dot_rows<D>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
+    dot_rows<D, P>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
 #pragma unroll
-    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    for (int i = 0; i < P; ++i) {
       if (i < pairs) {
         merge_ml(m[i], l[i], acc[i], 1.f);
       }
@@ -142,7 +162,7 @@ __global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const Doc
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
-  for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+  for (int i = 0; i < P; ++i) {
     if (i < pairs) {
       for (int off = 16; off > 0; off >>= 1) {
         merge_ml(m[i], l[i], __shfl_xor_sync(0xffffffffu, m[i], off),
@@ -169,28 +189,39 @@ __global__ void __launch_bounds__(kThreads) blockrank_doc_scores_pass1(const Doc
   }
 }
 
-// Combine: one thread per (head, row) pair: lse (base 2) over all splits, after the partials.
-__global__ void blockrank_doc_scores_lse(const DocScoreParams p, int splits) {
-  const int pair = blockIdx.x * blockDim.x + threadIdx.x;
+// Combine: one warp per (head, row) pair: lse (base 2) over all splits, after the partials. Lane k
+// merges splits k, k + 32, ..., then the warp merges its lanes (a fixed order; one thread walking
+// all splits was a chain of ~100 dependent loads, 17 us at Mistral N = 100).
+constexpr int kLseWarpsPerCta = 4;
+__global__ void __launch_bounds__(32 * kLseWarpsPerCta)
+    blockrank_doc_scores_lse(const DocScoreParams p, int splits) {
+  const int pair = blockIdx.x * kLseWarpsPerCta + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int pairs = p.num_heads * p.num_rows;
   if (pair >= pairs) {
     return;
   }
   float m = -INFINITY, l = 0.f;
-  for (int s = 0; s < splits; ++s) {
-    const float* ws = p.workspace + (static_cast<int64_t>(pair) * splits + s) * 2;
-    merge_ml(m, l, ws[0], ws[1]);
+  for (int s = lane; s < splits; s += 32) {
+    const float2 ml = *reinterpret_cast<const float2*>(
+        p.workspace + (static_cast<int64_t>(pair) * splits + s) * 2);
+    merge_ml(m, l, ml.x, ml.y);
   }
-  p.workspace[static_cast<int64_t>(pairs) * splits * 2 + pair] = m + log2f(l);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    merge_ml(m, l, __shfl_xor_sync(0xffffffffu, m, off), __shfl_xor_sync(0xffffffffu, l, off));
+  }
+  if (lane == 0) {
+    p.workspace[static_cast<int64_t>(pairs) * splits * 2 + pair] = m + log2f(l);
+  }
 }
 
 // Pass 2: grid (splits, Hkv, row chunks). token[chunk][kv][j] = Σ over the KV group's pairs of
 // the chunk of 2^(logit - lse).
-template <int D>
+template <int D, int P>
 __global__ void __launch_bounds__(kThreads)
     blockrank_doc_scores_pass2(const DocScoreParams p, int splits) {
-  __shared__ float q_smem[kDocScoreMaxPairs * D];
-  __shared__ float lse[kDocScoreMaxPairs];
+  __shared__ float q_smem[P * D];
+  __shared__ float lse[P];
   const int kv_head = blockIdx.y;
   const PairRange range = chunk_pairs(p, kv_head, blockIdx.z);
   const int pairs = range.count, all_pairs = p.num_heads * p.num_rows;
@@ -204,12 +235,12 @@ __global__ void __launch_bounds__(kThreads)
                  (static_cast<int64_t>(blockIdx.z) * p.num_kv_heads + kv_head) * p.num_doc_tokens;
   const auto* k = static_cast<const __nv_bfloat16*>(p.k);
   const int end = min(p.num_doc_tokens, (blockIdx.x + 1) * kKeysPerCta);
-  float acc[kDocScoreMaxPairs];
+  float acc[P];
   for (int j = blockIdx.x * kKeysPerCta + threadIdx.x; j < end; j += kThreads) {
-    dot_rows<D>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
+    dot_rows<D, P>(k + j * p.k_row_stride + kv_head * p.k_head_stride, q_smem, pairs, acc);
     float total = 0.f;
 #pragma unroll
-    for (int i = 0; i < kDocScoreMaxPairs; ++i) {
+    for (int i = 0; i < P; ++i) {
       if (i < pairs) {
         total += exp2f(acc[i] - lse[i]);
       }
@@ -242,23 +273,24 @@ __global__ void blockrank_doc_scores_pass3(const DocScoreParams p, int splits, i
   }
 }
 
-template <int D>
+template <int D, int P>
 cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
   const int splits = num_splits(p.num_doc_tokens);
   const int pairs = p.num_heads * p.num_rows;
   const int chunks = num_chunks(p.num_rows, p.num_heads / p.num_kv_heads);
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(p.num_kv_heads),
                   static_cast<unsigned>(chunks));
-  blockrank_doc_scores_pass1<D><<<grid, kThreads, 0, stream>>>(p);
+  blockrank_doc_scores_pass1<D, P><<<grid, kThreads, 0, stream>>>(p);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
     return err;
   }
-  blockrank_doc_scores_lse<<<(pairs + 127) / 128, 128, 0, stream>>>(p, splits);
+  blockrank_doc_scores_lse<<<(pairs + kLseWarpsPerCta - 1) / kLseWarpsPerCta, 32 * kLseWarpsPerCta,
+                             0, stream>>>(p, splits);
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
-  blockrank_doc_scores_pass2<D><<<grid, kThreads, 0, stream>>>(p, splits);
+  blockrank_doc_scores_pass2<D, P><<<grid, kThreads, 0, stream>>>(p, splits);
   if ((err = cudaGetLastError()) != cudaSuccess) {
     return err;
   }
@@ -286,11 +318,24 @@ cudaError_t document_scores(const DocScoreParams& p, cudaStream_t stream) {
       num_chunks(p.num_rows, p.num_heads / p.num_kv_heads) > 65535) {
     return cudaErrorInvalidValue;
   }
-  switch (p.head_dim) {
-    case 64:
-      return launch<64>(p, stream);
-    case 128:
-      return launch<128>(p, stream);
+  // Pairs per CTA of passes 1 and 2 pick the register arrays' size (dot_rows).
+  const int group = p.num_heads / p.num_kv_heads;
+  const int cta_pairs = group * rows_per_chunk(p.num_rows, group);
+  const int size = cta_pairs <= 8 ? 8 : cta_pairs <= 16 ? 16 : 32;
+  static_assert(kDocScoreMaxPairs == 32, "the sizes below");
+  switch (p.head_dim * 100 + size) {
+    case 64 * 100 + 8:
+      return launch<64, 8>(p, stream);
+    case 64 * 100 + 16:
+      return launch<64, 16>(p, stream);
+    case 64 * 100 + 32:
+      return launch<64, 32>(p, stream);
+    case 128 * 100 + 8:
+      return launch<128, 8>(p, stream);
+    case 128 * 100 + 16:
+      return launch<128, 16>(p, stream);
+    case 128 * 100 + 32:
+      return launch<128, 32>(p, stream);
     default:
       return cudaErrorInvalidValue;
   }

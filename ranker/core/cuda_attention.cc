@@ -233,11 +233,14 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   int64_t num_combine = 0, num_partials = 0;
   const int64_t num_items = kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr,
                                                           nullptr, &num_combine, &num_partials);
-  // One pinned-free host buffer for items, combine entries and doc offsets: a single upload.
+  // One host buffer for items, combine entries and doc offsets: a single upload. Pinned on CUDA,
+  // so the copy is asynchronous: score_documents builds the plan while the GPU already runs the
+  // first layer (Model's fused layers), and a pageable copy would wait for that work.
   static_assert(sizeof(kernels::AttentionWorkItem) == 8 * sizeof(int32_t), "item layout");
   static_assert(sizeof(kernels::AttentionCombineItem) == 4 * sizeof(int32_t), "combine layout");
   const int64_t num_docs = nb - 2;
-  at::Tensor host = at::empty({num_items * 8 + num_combine * 4 + num_docs + 1}, at::kInt);
+  at::Tensor host = at::empty({num_items * 8 + num_combine * 4 + num_docs + 1},
+                              at::TensorOptions(at::kInt).pinned_memory(device.is_cuda()));
   int32_t* base = host.data_ptr<int32_t>();
   auto* items = reinterpret_cast<kernels::AttentionWorkItem*>(base);
   auto* combine = reinterpret_cast<kernels::AttentionCombineItem*>(base + num_items * 8);
@@ -284,7 +287,9 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
   }
-  at::Tensor dev = host.narrow(0, 0, kept_items * 8 + kept_combine * 4 + num_docs + 1).to(device);
+  // non_blocking from pinned memory: the caching host allocator keeps `host` until the copy ran.
+  at::Tensor dev = host.narrow(0, 0, kept_items * 8 + kept_combine * 4 + num_docs + 1)
+                       .to(device, /*non_blocking=*/device.is_cuda());
   plan->items = dev.narrow(0, 0, kept_items * 8);
   plan->combine = dev.narrow(0, kept_items * 8, kept_combine * 4);
   plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -385,10 +386,17 @@ struct Model::Impl {
   void compute_inv_freq();
   void merge_for_cuda();
   bool fused_layers_usable() const;
+  // What fused_layers needs besides the embeddings, built by its caller's `prepare` while the GPU
+  // already runs layer 0's norm and Q|K|V GEMM (neither needs positions or a plan).
+  struct FusedInputs {
+    at::Tensor positions;          ///< int64 [T] on the device
+    internal::CudaBlockPlan plan;  ///< the layout's plan (make_cuda_block_plan)
+    at::Tensor rope_table;         ///< set by fused_layers: cuda_rope_table of rows [c, T)
+  };
   at::Tensor fused_layers(at::Tensor x,
                           int64_t num_layers,
-                          const at::Tensor& positions,
-                          const internal::CudaBlockPlan& plan,
+                          const std::function<Status(FusedInputs*)>& prepare,
+                          FusedInputs* inputs,
                           const at::Tensor& past,
                           int64_t prefix_tokens,
                           at::Tensor* present) const;
@@ -574,7 +582,11 @@ struct Model::Impl {
   }
 
   at::Tensor embed_ids(const std::vector<int64_t>& ids) const {
-    at::Tensor idx = at::tensor(ids, at::kLong).to(options.device);
+    at::Tensor idx = at::tensor(ids, at::kLong);
+    // From pinned memory without waiting on CUDA (the caching host allocator keeps the buffer
+    // until the copy ran).
+    idx = options.device.is_cuda() ? idx.pin_memory().to(options.device, /*non_blocking=*/true)
+                                   : idx.to(options.device);
     return at::embedding(embed, idx);
   }
 
@@ -706,7 +718,10 @@ bool Model::Impl::fused_layers_usable() const {
 
 // Runs layers [0, num_layers) on the embeddings x of rows [c, T) (c = prefix_tokens: rows of block
 // 0 whose K/V `past` [num_layers, 2, Hkv, c, D] supplies; 0 when nothing is cached) and returns the
-// input norm of layer `num_layers` for those rows (what score_documents needs at l*). The residual
+// input norm of layer `num_layers` for those rows (what score_documents needs at l*). `prepare`
+// fills inputs->positions and inputs->plan; it is called once, right after layer 0's Q|K|V GEMM
+// is enqueued (before anything when num_layers is 0 or the RoPE GEMM is on), so the host builds
+// them while the GPU runs the first norm and GEMM; inputs->rope_table is set then too. The residual
 // adds happen in the O and down GEMMs (beta = 1) where the projection has no bias, else in the
 // next norm kernel, so the stream is read once per norm. With a cached prefix the QKV GEMM writes
 // rows [c, T) of a [T, qd + 2 kvd] buffer whose first c rows get the cached K/V (Q zeroed) each
@@ -714,18 +729,20 @@ bool Model::Impl::fused_layers_usable() const {
 // the full token range. `present` (optional) receives block 0's K/V [num_layers, 2, Hkv, L0, D].
 at::Tensor Model::Impl::fused_layers(at::Tensor x,
                                      int64_t num_layers,
-                                     const at::Tensor& positions,
-                                     const internal::CudaBlockPlan& plan,
+                                     const std::function<Status(FusedInputs*)>& prepare,
+                                     FusedInputs* inputs,
                                      const at::Tensor& past,
                                      int64_t prefix_tokens,
                                      at::Tensor* present) const {
   using internal::throw_if_error;
   const int64_t c = past.defined() ? past.size(3) : 0;
-  const int64_t t = plan.num_tokens, n = t - c, hq = config.num_heads, hkv = config.num_kv_heads,
+  const int64_t n = x.size(0), t = c + n, hq = config.num_heads, hkv = config.num_kv_heads,
                 d = config.head_dim;
   const int64_t qd = hq * d, kvd = hkv * d, l0 = prefix_tokens;
   x = x.contiguous();
-  const at::Tensor row_positions = positions.narrow(0, c, n).contiguous();
+  const at::Tensor& positions = inputs->positions;
+  const internal::CudaBlockPlan& plan = inputs->plan;
+  at::Tensor row_positions;
   at::Tensor qkv_full;
   if (c > 0) {
     qkv_full = at::empty({t, qd + 2 * kvd}, x.options());
@@ -765,11 +782,6 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   static const bool mlp_row_scale_on = env_switch("BLOCKRANK_MLP_ROW_SCALE", true);
   const bool rope_gemm = rope_gemm_on && num_layers > 0 && !layers.front().qkv_b.defined() &&
                          internal::cuda_rope_gemm_usable(x, layers.front().qkv_w, qd + kvd, d);
-  // The (cos, sin) table of the rows, built once for all layers: the RoPE kernel reads it with
-  // 16-byte vectors (68.6 vs 80.8 us per layer at Mistral N = 100, layer_ops_bench), rope_gemm
-  // in its epilogue.
-  at::Tensor cos_sin;
-  throw_if_error(internal::cuda_rope_table(row_positions, inv_freq, &cos_sin));
   // Q's RoPE inside the attention (the persistent kernel rotates each Q tile in shared memory
   // as it lands; cuda_block_attention's q_rope): the RoPE kernel then rotates only K, 1,024 of
   // the 5,120 columns it rewrote at the Mistral-7B shape. BLOCKRANK_ATTENTION_Q_ROPE=0: Q and K
@@ -778,11 +790,33 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
   const bool q_rope =
       q_rope_on && !rope_gemm && internal::cuda_persistent_attention_usable(x.device(), d);
   internal::CudaQRope q_rope_args;
-  if (q_rope) {
-    q_rope_args.cos_sin = cos_sin;
-    q_rope_args.positions = row_positions;
-    q_rope_args.inv_freq = inv_freq;
-    q_rope_args.row0 = c;
+  at::Tensor& cos_sin = inputs->rope_table;
+  bool prepared = false;
+  const auto ensure_prepared = [&] {
+    if (prepared) {
+      return;
+    }
+    prepared = true;
+    throw_if_error(prepare(inputs));
+    if (positions.size(0) != t || plan.num_tokens != t) {
+      throw_if_error(Status::internal("fused_layers: prepare() built positions or a plan for " +
+                                      std::to_string(plan.num_tokens) + " tokens, not " +
+                                      std::to_string(t)));
+    }
+    row_positions = positions.narrow(0, c, n).contiguous();
+    // The (cos, sin) table of the rows, built once for all layers: the RoPE kernel reads it with
+    // 16-byte vectors (68.6 vs 80.8 us per layer at Mistral N = 100, layer_ops_bench), rope_gemm
+    // in its epilogue.
+    throw_if_error(internal::cuda_rope_table(row_positions, inv_freq, &cos_sin));
+    if (q_rope) {
+      q_rope_args.cos_sin = cos_sin;
+      q_rope_args.positions = row_positions;
+      q_rope_args.inv_freq = inv_freq;
+      q_rope_args.row0 = c;
+    }
+  };
+  if (rope_gemm || num_layers == 0) {
+    ensure_prepared();
   }
   // The columns the RoPE kernel rotates: Q and K, or K alone.
   const int64_t rope_col0 = q_rope ? qd : 0, rope_heads = q_rope ? hkv : hq + hkv;
@@ -812,6 +846,7 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
           .view({c, hkv, d})
           .copy_(cached.select(0, 1).permute({1, 0, 2}));
       timer.mark("qkv_gemm");
+      ensure_prepared();
       if (!rope_gemm) {
         throw_if_error(internal::cuda_rope_inplace(
             rows.narrow(1, rope_col0, qd + kvd - rope_col0).view({n, rope_heads, d}), row_positions,
@@ -824,6 +859,7 @@ at::Tensor Model::Impl::fused_layers(at::Tensor x,
     } else {
       qkv = at::linear(h, w.qkv_w, w.qkv_b);
       timer.mark("qkv_gemm");
+      ensure_prepared();
       throw_if_error(internal::cuda_rope_inplace(
           qkv.narrow(1, rope_col0, qd + kvd - rope_col0).view({t, rope_heads, d}), positions,
           inv_freq, cos_sin));
@@ -1286,26 +1322,28 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     c10::InferenceMode guard;
     internal::CudaStageTimer phases(profile && m.options.device.is_cuda());
     double host_loop_enqueued = 0;
-    at::Tensor pos = at::tensor(layout.positions(), at::kLong).to(m.options.device);
-    const double host_uploaded = profile ? ms_since() : 0.0;
     // On CUDA in bf16 the attention and the scoring run as the kernels of kernels/ (one launch per
     // layer for all blocks, no per-block masks); elsewhere as ragged ATen segments.
     const bool use_kernels =
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
                                       m.config.num_heads, m.config.num_kv_heads);
     const bool fused = use_kernels && m.fused_layers_usable();
-    // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs none of
-    // rope_tables' bf16 cos/sin tensors (fused_layers builds its own packed table).
-    at::Tensor cos, sin;
-    if (!fused) {
-      std::tie(cos, sin) = m.rope_tables(pos);
-    }
+    const bool on_cuda = m.options.device.is_cuda();
+    double host_uploaded = 0, host_planned = 0;
+    // Positions from pinned memory without waiting on CUDA: on the fused path this runs after
+    // layer 0's first GEMM is enqueued, where a pageable copy would wait for it.
+    const auto upload_positions = [&] {
+      at::Tensor host = at::tensor(layout.positions(), at::kLong);
+      at::Tensor dev = on_cuda ? host.pin_memory().to(m.options.device, /*non_blocking=*/true)
+                               : host.to(m.options.device);
+      host_uploaded = profile ? ms_since() : 0.0;
+      return dev;
+    };
     // The unfused kernel loop has no prefix support: with a cached past or a K/V to return it
     // falls back to the ATen row groups (correct, slower; only reached with
     // BLOCKRANK_FUSED_LAYERS=0 or Qwen3's q/k norms on CUDA).
     const bool prefix_used = cached > 0 || present != nullptr;
-    internal::CudaBlockPlan cuda_plan;
-    if (use_kernels) {
+    const auto build_plan = [&](internal::CudaBlockPlan* plan) -> Status {
       // The plan's two knobs for A/B runs: BLOCKRANK_SPLIT_KEYS, the query block's split-K piece
       // length (a multiple of 64; by default auto_split_keys() of the prompt, or
       // split_keys_beside_persistent() where the persistent attention kernel runs), and
@@ -1315,24 +1353,46 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
         return v != nullptr && std::atoll(v) >= 64 ? std::atoll(v) : internal::kDefaultSplitKeys;
       }();
       static const bool longest_first = env_switch("BLOCKRANK_ATTENTION_LPT", true);
-      BLOCKRANK_RETURN_IF_ERROR(internal::make_cuda_block_plan(
-          layout, m.options.device, split_keys, &cuda_plan, /*skip_rows=*/fused ? cached : 0,
+      const Status st = internal::make_cuda_block_plan(
+          layout, m.options.device, split_keys, plan, /*skip_rows=*/fused ? cached : 0,
           longest_first,
           /*persistent_kv_heads=*/m.config.head_dim == 128 ? m.config.num_kv_heads : 0,
-          /*persistent_heads=*/m.config.num_heads));
+          /*persistent_heads=*/m.config.num_heads);
+      host_planned = profile ? ms_since() : 0.0;
+      return st;
+    };
+    Impl::FusedInputs in;
+    const at::Tensor& pos = in.positions;
+    const internal::CudaBlockPlan& cuda_plan = in.plan;
+    // The fused path rotates with the RoPE kernel (bit-identical to apply_rope) and needs none of
+    // rope_tables' bf16 cos/sin tensors (fused_layers builds its own packed table).
+    at::Tensor cos, sin;
+    if (!fused) {
+      in.positions = upload_positions();
+      std::tie(cos, sin) = m.rope_tables(pos);
+      if (use_kernels) {
+        BLOCKRANK_RETURN_IF_ERROR(build_plan(&in.plan));
+      }
     }
-    const double host_planned = profile ? ms_since() : 0.0;
     const LayerWeights& w = m.layers[static_cast<size_t>(layer)];
     at::Tensor h;
     int64_t row0 = 0;  // h holds rows [row0, T)
     double host_embedded = 0;
     if (fused) {
+      // Embedding, layer 0's norm and Q|K|V GEMM go to the GPU first; fused_layers then asks for
+      // the positions and the plan, which the host builds while the GPU runs those (~1 ms at the
+      // Mistral-7B shape, N = 100, against ~0.2 ms of host work that used to come first).
       std::vector<int64_t> rows(ids.begin() + cached, ids.end());
       at::Tensor x0 = m.embed_ids(rows);
       phases.mark("prep+embed");
       host_embedded = profile ? ms_since() : 0.0;
-      h = m.fused_layers(x0, layer, pos, cuda_plan, cached > 0 ? prefix->past : at::Tensor(), l0,
-                         present);
+      h = m.fused_layers(
+          x0, layer,
+          [&](Impl::FusedInputs* inputs) -> Status {
+            inputs->positions = upload_positions();
+            return build_plan(&inputs->plan);
+          },
+          &in, cached > 0 ? prefix->past : at::Tensor(), l0, present);
       phases.mark("layer loop");
       host_loop_enqueued = profile ? ms_since() : 0.0;
       row0 = cached;
@@ -1351,15 +1411,18 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     const int64_t tdoc = t - l0 - lq;
     at::Tensor q, k;
     if (fused) {  // no q/k norms here (fused_layers_usable)
+      // RoPE from fused_layers' (cos, sin) table of rows [row0, T).
       const int64_t d = m.config.head_dim;
-      q = at::linear(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b)
+      const int64_t q_row = t - signal_rows;
+      q = at::linear(h.narrow(0, q_row - row0, signal_rows), w.q_w, w.q_b)
               .view({signal_rows, m.config.num_heads, d});
       BLOCKRANK_RETURN_IF_ERROR(
-          internal::cuda_rope_inplace(q, pos.narrow(0, t - signal_rows, signal_rows), m.inv_freq));
+          internal::cuda_rope_inplace(q, pos.narrow(0, q_row, signal_rows), m.inv_freq,
+                                      in.rope_table.narrow(0, q_row - row0, signal_rows)));
       k = at::linear(h.narrow(0, l0 - row0, tdoc), w.k_w, w.k_b)
               .view({tdoc, m.config.num_kv_heads, d});
-      BLOCKRANK_RETURN_IF_ERROR(
-          internal::cuda_rope_inplace(k, pos.narrow(0, l0, tdoc), m.inv_freq));
+      BLOCKRANK_RETURN_IF_ERROR(internal::cuda_rope_inplace(
+          k, pos.narrow(0, l0, tdoc), m.inv_freq, in.rope_table.narrow(0, l0 - row0, tdoc)));
     } else {
       q = m.project(h.narrow(0, t - signal_rows - row0, signal_rows), w.q_w, w.q_b, w.q_norm,
                     m.config.num_heads, cos.narrow(0, t - signal_rows, signal_rows),
@@ -1381,9 +1444,9 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     if (profile && m.options.device.is_cuda()) {
       std::fprintf(stderr,
                    "score_documents: host uploaded the positions at %.3f ms, the plan at %.3f ms, "
-                   "enqueued the embedding at %.3f ms, done enqueuing the layer loop at %.3f ms "
-                   "(its stage report waits for the GPU), everything at %.3f ms; wall %.3f ms; "
-                   "GPU phases:\n%s",
+                   "enqueued the embedding at %.3f ms (the fused path: first), done enqueuing the "
+                   "layer loop at %.3f ms (its stage report waits for the GPU), everything at "
+                   "%.3f ms; wall %.3f ms; GPU phases:\n%s",
                    host_uploaded, host_planned, host_embedded, host_loop_enqueued, host_enqueued,
                    ms_since(), phases.report().c_str());
     }

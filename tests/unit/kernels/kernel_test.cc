@@ -377,6 +377,11 @@ TEST_F(KernelTest, ScoresSmall) {
   std::mt19937 rng(2);
   run_score_case(1, 1, 2, 1, 1, 64, rng, device_);
   run_score_case(3, 40, 2, 8, 4, 128, rng, device_);
+  // Each register-array size of passes 1 and 2 (pairs per CTA <= 8, <= 16, <= 32).
+  run_score_case(30, 100, 2, 4, 4, 128, rng, device_);  // 8
+  run_score_case(30, 100, 3, 2, 4, 64, rng, device_);   // 12
+  run_score_case(30, 100, 2, 4, 8, 128, rng, device_);  // 16
+  run_score_case(30, 100, 5, 2, 4, 128, rng, device_);  // 20
 }
 
 TEST_F(KernelTest, ScoresRandomShapes) {

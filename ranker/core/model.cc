@@ -1318,6 +1318,8 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0)
         .count();
   };
+  // prepare()'s status, so that a plan error inside fused_layers (which throws) keeps its code.
+  Status prepare_status;
   try {
     c10::InferenceMode guard;
     internal::CudaStageTimer phases(profile && m.options.device.is_cuda());
@@ -1390,7 +1392,8 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
           x0, layer,
           [&](Impl::FusedInputs* inputs) -> Status {
             inputs->positions = upload_positions();
-            return build_plan(&inputs->plan);
+            prepare_status = build_plan(&inputs->plan);
+            return prepare_status;
           },
           &in, cached > 0 ? prefix->past : at::Tensor(), l0, present);
       phases.mark("layer loop");
@@ -1453,6 +1456,9 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
     const float* p = s.data_ptr<float>();
     return std::vector<float>(p, p + s.numel());
   } catch (const c10::Error& e) {
+    if (!prepare_status.is_ok()) {
+      return prepare_status;
+    }
     return Status::internal(std::string("score_documents: ") + e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
     return Status::resource_exhausted("score_documents: out of memory");

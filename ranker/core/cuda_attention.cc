@@ -42,6 +42,19 @@ void throw_if_error(const Status& status) {
   TORCH_CHECK(status.is_ok(), status.to_string());
 }
 
+at::Tensor upload_without_waiting(const at::Tensor& host, c10::Device device) {
+  if (!device.is_cuda()) {
+    return host.to(device);
+  }
+  at::Tensor pinned;
+  try {
+    pinned = host.pin_memory();
+  } catch (const c10::Error&) {
+    return host.to(device);  // no pinned memory here: the copy waits, as before
+  }
+  return pinned.to(device, /*non_blocking=*/true);
+}
+
 int64_t auto_split_keys(int64_t num_tokens) {
   constexpr int64_t kStep = 1024, kPieces = 16;
   const int64_t per_piece = (std::max<int64_t>(num_tokens, 1) + kPieces - 1) / kPieces;
@@ -233,14 +246,13 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   int64_t num_combine = 0, num_partials = 0;
   const int64_t num_items = kernels::build_attention_work(lengths.data(), nb, split_keys, nullptr,
                                                           nullptr, &num_combine, &num_partials);
-  // One host buffer for items, combine entries and doc offsets: a single upload. Pinned on CUDA,
-  // so the copy is asynchronous: score_documents builds the plan while the GPU already runs the
-  // first layer (Model's fused layers), and a pageable copy would wait for that work.
+  // One host buffer for items, combine entries and doc offsets: a single upload, which does not
+  // wait for the GPU: score_documents builds the plan while the GPU already runs the first layer
+  // (Model's fused layers).
   static_assert(sizeof(kernels::AttentionWorkItem) == 8 * sizeof(int32_t), "item layout");
   static_assert(sizeof(kernels::AttentionCombineItem) == 4 * sizeof(int32_t), "combine layout");
   const int64_t num_docs = nb - 2;
-  at::Tensor host = at::empty({num_items * 8 + num_combine * 4 + num_docs + 1},
-                              at::TensorOptions(at::kInt).pinned_memory(device.is_cuda()));
+  at::Tensor host = at::empty({num_items * 8 + num_combine * 4 + num_docs + 1}, at::kInt);
   int32_t* base = host.data_ptr<int32_t>();
   auto* items = reinterpret_cast<kernels::AttentionWorkItem*>(base);
   auto* combine = reinterpret_cast<kernels::AttentionCombineItem*>(base + num_items * 8);
@@ -287,9 +299,8 @@ Status make_cuda_block_plan(const BlockLayout& layout,
   for (int64_t d = 0; d < num_docs; ++d) {
     offsets[d + 1] = offsets[d] + static_cast<int32_t>(lengths[static_cast<size_t>(d) + 1]);
   }
-  // non_blocking from pinned memory: the caching host allocator keeps `host` until the copy ran.
-  at::Tensor dev = host.narrow(0, 0, kept_items * 8 + kept_combine * 4 + num_docs + 1)
-                       .to(device, /*non_blocking=*/device.is_cuda());
+  at::Tensor dev = upload_without_waiting(
+      host.narrow(0, 0, kept_items * 8 + kept_combine * 4 + num_docs + 1), device);
   plan->items = dev.narrow(0, 0, kept_items * 8);
   plan->combine = dev.narrow(0, kept_items * 8, kept_combine * 4);
   plan->doc_offsets = dev.narrow(0, kept_items * 8 + kept_combine * 4, num_docs + 1);

@@ -306,6 +306,12 @@ class CudaStageTimer {
 /// c10::Error carrying the Status text unless `status` is ok.
 void throw_if_error(const Status& status);
 
+/// `host` (a CPU tensor) on `device`. On CUDA an asynchronous copy from pinned memory (the caching
+/// host allocator keeps the pinned buffer until the copy has run), so the caller does not wait for
+/// work already queued on the stream; where pinned memory cannot be had, the ordinary (waiting)
+/// copy.
+at::Tensor upload_without_waiting(const at::Tensor& host, c10::Device device);
+
 }  // namespace blockrank::internal
 
 #endif  // BLOCKRANK_RANKER_CORE_CUDA_ATTENTION_H_

@@ -582,11 +582,8 @@ struct Model::Impl {
   }
 
   at::Tensor embed_ids(const std::vector<int64_t>& ids) const {
-    at::Tensor idx = at::tensor(ids, at::kLong);
-    // From pinned memory without waiting on CUDA (the caching host allocator keeps the buffer
-    // until the copy ran).
-    idx = options.device.is_cuda() ? idx.pin_memory().to(options.device, /*non_blocking=*/true)
-                                   : idx.to(options.device);
+    const at::Tensor idx =
+        internal::upload_without_waiting(at::tensor(ids, at::kLong), options.device);
     return at::embedding(embed, idx);
   }
 
@@ -1330,14 +1327,12 @@ StatusOr<std::vector<float>> Model::score_documents(const std::vector<int64_t>& 
         internal::cuda_kernels_usable(m.options.device, m.options.dtype, m.config.head_dim,
                                       m.config.num_heads, m.config.num_kv_heads);
     const bool fused = use_kernels && m.fused_layers_usable();
-    const bool on_cuda = m.options.device.is_cuda();
     double host_uploaded = 0, host_planned = 0;
     // Positions from pinned memory without waiting on CUDA: on the fused path this runs after
     // layer 0's first GEMM is enqueued, where a pageable copy would wait for it.
     const auto upload_positions = [&] {
-      at::Tensor host = at::tensor(layout.positions(), at::kLong);
-      at::Tensor dev = on_cuda ? host.pin_memory().to(m.options.device, /*non_blocking=*/true)
-                               : host.to(m.options.device);
+      at::Tensor dev = internal::upload_without_waiting(at::tensor(layout.positions(), at::kLong),
+                                                        m.options.device);
       host_uploaded = profile ? ms_since() : 0.0;
       return dev;
     };

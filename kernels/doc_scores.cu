@@ -298,6 +298,15 @@ cudaError_t launch(const DocScoreParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// launch<D, P> with P the smallest of 8 / 16 / 32 that holds `cta_pairs`.
+template <int D>
+cudaError_t launch_sized(const DocScoreParams& p, int cta_pairs, cudaStream_t stream) {
+  static_assert(kDocScoreMaxPairs == 32, "the sizes below");
+  return cta_pairs <= 8    ? launch<D, 8>(p, stream)
+         : cta_pairs <= 16 ? launch<D, 16>(p, stream)
+                           : launch<D, 32>(p, stream);
+}
+
 }  // namespace
 
 size_t doc_scores_workspace_floats(int32_t num_doc_tokens,
@@ -321,21 +330,11 @@ cudaError_t document_scores(const DocScoreParams& p, cudaStream_t stream) {
   // Pairs per CTA of passes 1 and 2 pick the register arrays' size (dot_rows).
   const int group = p.num_heads / p.num_kv_heads;
   const int cta_pairs = group * rows_per_chunk(p.num_rows, group);
-  const int size = cta_pairs <= 8 ? 8 : cta_pairs <= 16 ? 16 : 32;
-  static_assert(kDocScoreMaxPairs == 32, "the sizes below");
-  switch (p.head_dim * 100 + size) {
-    case 64 * 100 + 8:
-      return launch<64, 8>(p, stream);
-    case 64 * 100 + 16:
-      return launch<64, 16>(p, stream);
-    case 64 * 100 + 32:
-      return launch<64, 32>(p, stream);
-    case 128 * 100 + 8:
-      return launch<128, 8>(p, stream);
-    case 128 * 100 + 16:
-      return launch<128, 16>(p, stream);
-    case 128 * 100 + 32:
-      return launch<128, 32>(p, stream);
+  switch (p.head_dim) {
+    case 64:
+      return launch_sized<64>(p, cta_pairs, stream);
+    case 128:
+      return launch_sized<128>(p, cta_pairs, stream);
     default:
       return cudaErrorInvalidValue;
   }
